@@ -1,0 +1,27 @@
+//! Building blocks shared by every icos tool.
+//!
+//! - [`Digest`]: a validated `sha256:<64 hex>` content digest.
+//! - [`HashingReader`] / [`HashingWriter`]: hash bytes while they stream past.
+//! - [`AtomicFile`]: write to a temporary file beside the target, rename on success only,
+//!   so a failed run never leaves a partial output under its final name.
+//! - [`SourceDateEpoch`]: the one clock every tool uses; never "now".
+//! - [`progress`]: progress bars that only draw on a terminal.
+//! - [`seed`]: UUIDs and ids derived from the build seed.
+//! - [`parse_size`]: `64MiB`-style sizes.
+
+mod atomic;
+mod digest;
+mod epoch;
+mod hashing;
+pub mod progress;
+pub mod seed;
+mod size;
+
+pub use atomic::AtomicFile;
+pub use digest::{Digest, DigestError};
+pub use epoch::{EpochError, SourceDateEpoch};
+pub use hashing::{sha256_file, HashingReader, HashingWriter};
+pub use size::parse_size;
+
+/// The version string every tool records in the manifests it writes.
+pub const TOOLS_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! Compares two builds and names the artifact, partition, file and attribute that differ.

@@ -1,0 +1,1 @@
+//! Release signing and verification (minisign), SLSA provenance and SPDX SBOM.
