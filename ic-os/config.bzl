@@ -1,0 +1,11 @@
+"""Source-controlled build settings of the default image: the build's clock and seed live here, nowhere else."""
+
+# The build's only clock: every timestamp in every artifact is at most this (2025-11-25T00:00:00Z).
+# Bump it deliberately with a release; two builds of the same commit always agree on it.
+SOURCE_DATE_EPOCH = 1764028800
+
+# Every UUID, volume id and GUID of the default image derives from this seed (ARCHITECTURE.md, "Seeds").
+SEED = "icos-default-v1"
+
+# The pinned base: ic-os/base/layout, made by scripts/make-base.py from busybox-static 1:1.35.0-4+deb12u1+b1.
+BASE_DIGEST = "sha256:a65d5277d1f31697198c67407ccb612403fe1d27c8696083906e908b364ac6ae"
