@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# README's first command: installs what is missing on a fresh Debian 12 machine, then builds the
+# default image with Bazel.
+#
+#   scripts/setup.sh              install, fetch crates, bazel build //ic-os:image
+#   scripts/setup.sh --deps-only  install and fetch only (used by scripts/test.sh and CI)
+#
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+deps_only=false
+[[ "${1:-}" == "--deps-only" ]] && deps_only=true
+
+# Debian packages: bazel-bootstrap builds; the rest are the standard checkers and helpers the tests
+# run against our outputs (the build itself runs only tools built from rs/).
+packages=(
+  bazel-bootstrap       # Bazel 4.2.3, the only Bazel offline
+  build-essential       # cc/ar for crates with C parts (zstd)
+  python3
+  e2fsprogs             # e2fsck, debugfs, dumpe2fs: checking ext4 images
+  dosfstools mtools     # fsck.fat, mdir/mtype: checking the ESP
+  gdisk fdisk           # sgdisk -v, sfdisk --dump: checking the GPT
+  tar zstd              # GNU tar and zstd: checking packaged images
+  skopeo umoci          # checking OCI layouts, pushing test images
+  docker-registry       # a real OCI registry on loopback for pull tests
+  minisign              # third-party verification of signatures
+  time                  # /usr/bin/time for the benchmarks
+  disorderfs fuse3      # shuffled directory order for the two-builder check
+  diffoscope-minimal    # optional deep diff of differing files
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: cargo not found. Install Rust >= 1.80 (rustup) and run again." >&2
+    exit 1
+  fi
+fi
+
+# Crates are pinned by rs/Cargo.lock; after this the build needs no network.
+cargo fetch --locked --manifest-path rs/Cargo.toml --quiet
+
+if ! $deps_only; then
+  bazel build //ic-os:image
+  echo "setup: built the default image:"
+  (cd bazel-bin/ic-os && ls -l disk-img.tar.zst update-img.tar.zst build-manifest.json rootfs.manifest.json SHA256SUMS && cat SHA256SUMS)
+fi

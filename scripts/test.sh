@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# README's second command: every test — Rust (fmt, clippy, unit and integration tests), Bazel
+# (Starlark rules and the end-to-end image build with stock checkers), and the two-builder
+# determinism check. CI runs exactly this (.ci/run).
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --quick    Rust checks and tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+quick=false
+[[ "${1:-}" == "--quick" ]] && quick=true
+
+scripts/setup.sh --deps-only
+command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
+
+passed=0
+failed=0
+failures=()
+stage() {
+  local name=$1
+  shift
+  echo
+  echo "=== $name: $*"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "=== $name: ok ($((SECONDS - start)) s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "=== $name: FAILED ($((SECONDS - start)) s)"
+  fi
+}
+
+bazel_flags=(--config=ci)
+
+stage fmt cargo fmt --manifest-path rs/Cargo.toml --all -- --check
+stage clippy cargo clippy --manifest-path rs/Cargo.toml --workspace --all-targets --locked --quiet -- -D warnings
+stage cargo-test cargo test --manifest-path rs/Cargo.toml --workspace --locked
+if ! $quick; then
+  stage bazel-test bazel test "${bazel_flags[@]}" //...
+  stage determinism ci/determinism.sh
+fi
+
+echo
+if ((failed)); then
+  echo "failed stages: ${failures[*]}"
+fi
+echo "stages: $passed passed, $failed failed"
+cd "$root"
+((failed == 0))

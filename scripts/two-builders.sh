@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Builds the default image twice, as independently as one machine allows, and compares SHA256SUMS.
+# Exit 0 only when every artifact matches; otherwise icos-diff names what differs, exit 1.
+#
+#   scripts/two-builders.sh [--work DIR] [--keep] [--inject-nondeterminism] [--target LABEL]
+#
+#   --work DIR                 where both checkouts and output bases live (default: a new temp dir).
+#                              Reusing a kept DIR makes a second run incremental.
+#   --keep                     keep DIR and both Bazel servers (for a follow-up run or a look around)
+#   --cleanup-only             stop the Bazel servers of a kept DIR and delete it
+#   --inject-nondeterminism    builder B writes the current time into one injected file
+#                              (ic-os/files/motd): the check must then fail and name that file.
+#                              Used by the tests to prove the check can fail.
+#
+# What differs between builder A and builder B:
+#   checkout path   $WORK/a/icos                vs $WORK/b/some/deeper/checkout-b
+#   output base     $WORK/a/output-base         vs $WORK/b/output-base (no shared cache)
+#   user            the caller                  vs icos-builder-b (created when run as root)
+#   umask           0022                        vs 0077
+#   TZ              UTC                         vs Pacific/Chatham (UTC+12:45/13:45)
+#   LANG, LC_ALL    C.UTF-8                     vs fr_FR.UTF-8
+#   jobs            --jobs=2                    vs --jobs=1
+#   dir order       as on disk                  vs shuffled by disorderfs (when FUSE is available)
+#   cargo home      the caller's                vs builder B's own, fetched separately
+set -euo pipefail
+
+here=${BUILD_WORKSPACE_DIRECTORY:-$(cd "$(dirname "$0")/.." && pwd)}
+work=""
+keep=false
+cleanup_only=false
+inject=false
+target=//ic-os:image
+release_dir=ic-os
+while (($#)); do
+  case $1 in
+    --work) work=$2; shift 2 ;;
+    --keep) keep=true; shift ;;
+    --cleanup-only) cleanup_only=true; shift ;;
+    --inject-nondeterminism) inject=true; shift ;;
+    --target) target=$2; shift 2 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "two-builders: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
+log() { echo "two-builders: $*" >&2; }
+
+[[ -n "$work" ]] || work=$(mktemp -d /tmp/icos-two-builders.XXXXXX)
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+chmod 0755 "$work"
+a_src=$work/a/icos
+b_real=$work/b/src
+b_src=$work/b/some/deeper/checkout-b
+a_base=$work/a/output-base
+b_base=$work/b/output-base
+
+b_user=""
+if [[ $(id -u) -eq 0 ]]; then
+  b_user=icos-builder-b
+  id "$b_user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$b_user"
+  b_home=$(getent passwd "$b_user" | cut -d: -f6)
+  # Builder B uses the same Rust toolchain binaries (they are part of the recorded tool identity);
+  # rustup keeps them under root's home, so let B traverse into it (no listing, no reading of others).
+  rust_sysroot=$(rustc --print sysroot)
+  dir=$rust_sysroot
+  while [[ "$dir" != / ]]; do
+    [[ -x "$dir" ]] && chmod o+x "$dir"
+    dir=$(dirname "$dir")
+  done
+  b_cargo=$rust_sysroot/bin/cargo
+else
+  log "not root: builder B runs as the same user ($(id -un)); user is not varied"
+  b_home=$work/b/home
+  b_cargo=$(command -v cargo)
+fi
+
+cleanup() {
+  if mountpoint -q "$b_src" 2>/dev/null; then fusermount -u "$b_src" 2>/dev/null || umount "$b_src" || true; fi
+  if ! $keep; then
+    as_a bazel --output_base="$a_base" shutdown >/dev/null 2>&1 || true
+    as_b bazel --output_base="$b_base" shutdown >/dev/null 2>&1 || true
+    chmod -R u+w "$work" 2>/dev/null || true
+    rm -rf "$work"
+  fi
+}
+
+as_a() {
+  (cd "$a_src" && umask 0022 && env TZ=UTC LANG=C.UTF-8 LC_ALL=C.UTF-8 "$@")
+}
+
+as_b() {
+  local env_args=(HOME="$b_home" USER="${b_user:-$(id -un)}" TZ=Pacific/Chatham LANG=fr_FR.UTF-8
+    LC_ALL=fr_FR.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin CARGO="$b_cargo")
+  if [[ -n "$b_user" ]]; then
+    (cd "$b_src" && runuser -u "$b_user" -- env -i "${env_args[@]}" bash -c 'umask 0077 && exec "$@"' bash "$@")
+  else
+    (cd "$b_src" && env -i "${env_args[@]}" bash -c 'umask 0077 && exec "$@"' bash "$@")
+  fi
+}
+
+if $cleanup_only; then
+  keep=false
+  cleanup
+  exit 0
+fi
+trap cleanup EXIT
+
+# The sources both builders see: what git tracks plus untracked, not-ignored files.
+snapshot() {
+  local dest=$1
+  mkdir -p "$dest"
+  (cd "$here" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$dest"
+}
+rm -rf "$a_src" "$b_real"
+snapshot "$a_src"
+snapshot "$b_real"
+if $inject; then
+  log "injecting nondeterminism: builder B's ic-os/files/motd carries the current time"
+  date '+built at %s.%N' >>"$b_real/ic-os/files/motd"
+fi
+
+mkdir -p "$b_src" "$b_base" "$b_home" "$a_base"
+if [[ -n "$b_user" ]]; then
+  chown -R "$b_user" "$work/b" "$b_home"
+fi
+if command -v disorderfs >/dev/null 2>&1 && [[ -e /dev/fuse ]]; then
+  disorderfs --quiet --shuffle-dirents=yes --multi-user=yes "$b_real" "$b_src" >/dev/null
+  log "builder B reads its checkout through disorderfs (shuffled directory order)"
+else
+  log "disorderfs or /dev/fuse unavailable: builder B's directory order is not varied"
+  rmdir "$b_src"
+  ln -s "$b_real" "$b_src"
+fi
+
+start=$SECONDS
+log "builder A: $a_src as $(id -un), umask 0022, TZ=UTC, --jobs=2"
+as_a bazel --output_base="$a_base" build --config=ci --jobs=2 "$target"
+log "builder A done in $((SECONDS - start)) s"
+start=$SECONDS
+log "builder B: $b_src as ${b_user:-$(id -un)}, umask 0077, TZ=Pacific/Chatham, fr_FR.UTF-8, --jobs=1"
+as_b bazel --output_base="$b_base" build --config=ci --jobs=1 "$target"
+log "builder B done in $((SECONDS - start)) s"
+
+# Copy the release files out of each output tree (bazel-bin is a symlink into the output base).
+collect() {
+  local src=$1/bazel-bin/$release_dir dest=$2
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  while read -r _ name; do
+    cp -L "$src/$name" "$dest/$name"
+  done <"$src/SHA256SUMS"
+  cp -L "$src/SHA256SUMS" "$dest/SHA256SUMS"
+}
+collect "$a_src" "$work/a/release"
+collect "$b_src" "$work/b/release"
+
+echo "builder A SHA256SUMS:"
+sed 's/^/  /' "$work/a/release/SHA256SUMS"
+if cmp -s "$work/a/release/SHA256SUMS" "$work/b/release/SHA256SUMS" &&
+  (cd "$work/b/release" && sha256sum --quiet -c SHA256SUMS); then
+  echo "two-builders: identical: every artifact of $target matches across both builders"
+  exit 0
+fi
+
+echo "two-builders: DIFFERENT: the builds of $target do not match"
+echo "builder B SHA256SUMS:"
+sed 's/^/  /' "$work/b/release/SHA256SUMS"
+diff_tool=$a_src/bazel-bin/toolchains/rust/tools/icos-diff
+if [[ -x "$diff_tool" ]]; then
+  "$diff_tool" "$work/a/release" "$work/b/release" || true
+else
+  log "icos-diff not built; compare $work/a/release and $work/b/release by hand"
+fi
+exit 1
