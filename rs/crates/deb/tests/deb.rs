@@ -1,0 +1,121 @@
+//! icos-deb against real packages made by dpkg-deb, and against broken ones.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use icos_common::Digest;
+use icos_deb::{data_tar, write_layer, DebError, LayerOptions};
+
+/// Builds a real .deb with dpkg-deb (xz or zstd data.tar, as Debian ships them).
+fn make_deb(dir: &Path, compression: &str) -> PathBuf {
+    let root = dir.join(format!("pkg-{compression}"));
+    fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    fs::write(
+        root.join("DEBIAN/control"),
+        "Package: icos-test\nVersion: 1.0\nArchitecture: amd64\nMaintainer: t <t@t>\nDescription: test\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("boot")).unwrap();
+    fs::create_dir_all(root.join("usr/lib/systemd/boot/efi")).unwrap();
+    fs::create_dir_all(root.join("lib/modules/6.1/kernel/drivers/virtio")).unwrap();
+    fs::write(root.join("boot/vmlinuz-6.1"), b"kernel bytes").unwrap();
+    fs::write(root.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi"), b"MZ boot").unwrap();
+    fs::write(root.join("lib/modules/6.1/kernel/drivers/virtio/virtio_blk.ko"), b"module").unwrap();
+    fs::set_permissions(root.join("boot/vmlinuz-6.1"), fs::Permissions::from_mode(0o600)).unwrap();
+    let deb = dir.join(format!("test-{compression}.deb"));
+    let status = Command::new("dpkg-deb")
+        .args(["--root-owner-group", &format!("-Z{compression}"), "--build"])
+        .arg(&root)
+        .arg(&deb)
+        .output()
+        .expect("dpkg-deb runs (apt-get install dpkg)");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    deb
+}
+
+fn list(layer: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut archive = tar::Archive::new(fs::File::open(layer).unwrap());
+    let mut out = Vec::new();
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        out.push((name, data));
+    }
+    out
+}
+
+#[test]
+fn selects_and_renames_members_of_xz_and_zstd_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    for compression in ["xz", "zstd", "gzip"] {
+        let deb = make_deb(dir.path(), compression);
+        let out = dir.path().join(format!("layer-{compression}.tar"));
+        let opts = LayerOptions {
+            include: vec!["/boot/vmlinuz-*".into(), "/usr/lib/systemd/boot/efi/*.efi".into()],
+            renames: vec![
+                ("/boot/vmlinuz-6.1".into(), "/vmlinuz".into()),
+                ("/usr/lib/systemd/boot/efi/systemd-bootx64.efi".into(), "/EFI/BOOT/BOOTX64.EFI".into()),
+            ],
+            expect: Some(icos_common::sha256_file(&deb).unwrap().0),
+        };
+        let summary = write_layer(&deb, &opts, &out).unwrap();
+        let entries = list(&out);
+        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["vmlinuz", "EFI/BOOT/BOOTX64.EFI"], "{compression}");
+        assert_eq!(entries[0].1, b"kernel bytes");
+        assert_eq!(summary.entries, 2);
+        assert_eq!(summary.sha256, icos_common::sha256_file(&out).unwrap().0);
+
+        // The same package gives the same layer bytes.
+        let again = dir.path().join("again.tar");
+        write_layer(&deb, &opts, &again).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), fs::read(&again).unwrap());
+    }
+}
+
+#[test]
+fn refuses_wrong_digest_non_debs_and_stale_patterns() {
+    let dir = tempfile::tempdir().unwrap();
+    let deb = make_deb(dir.path(), "xz");
+    let out = dir.path().join("layer.tar");
+
+    let wrong = LayerOptions { expect: Some(Digest::of(b"something else")), ..Default::default() };
+    let err = write_layer(&deb, &wrong, &out).unwrap_err();
+    assert!(matches!(err, DebError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("not the pinned package"), "{err}");
+    assert!(!out.exists(), "no output under the final name after an error");
+
+    let stale = LayerOptions { include: vec!["/boot/vmlinuz-9.9*".into()], ..Default::default() };
+    let err = write_layer(&deb, &stale, &out).unwrap_err();
+    assert!(err.to_string().contains("matched nothing"), "{err}");
+    assert!(!out.exists());
+
+    let rename = LayerOptions { renames: vec![("/boot/missing".into(), "/x".into())], ..Default::default() };
+    let err = write_layer(&deb, &rename, &out).unwrap_err();
+    assert!(err.to_string().contains("rename \"/boot/missing\""), "{err}");
+
+    let not_deb = dir.path().join("not.deb");
+    fs::write(&not_deb, b"!<arch>\nrandom junk that is no header").unwrap();
+    assert!(matches!(data_tar(&not_deb), Err(DebError::NotADeb { .. })));
+    fs::write(&not_deb, b"PK\x03\x04 a zip").unwrap();
+    let err = data_tar(&not_deb).err().unwrap();
+    assert!(err.to_string().contains("not an ar archive"), "{err}");
+}
+
+#[test]
+fn truncated_package_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let deb = make_deb(dir.path(), "xz");
+    let bytes = fs::read(&deb).unwrap();
+    let cut = dir.path().join("cut.deb");
+    fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let out = dir.path().join("layer.tar");
+    let err = write_layer(&cut, &LayerOptions::default(), &out).unwrap_err();
+    assert!(err.to_string().contains("cut.deb"), "{err}");
+    assert!(!out.exists());
+}

@@ -1,0 +1,183 @@
+//! Writes a reproducible initramfs: the entries of a rootfs tar (ARCHITECTURE.md format) as a
+//! `newc` cpio archive, gzip-compressed with no name and no timestamp in the gzip header.
+//!
+//! The newc writer is hand-written (about 60 lines): the format is thirteen fixed-width hex
+//! fields per entry, and writing it directly gives exact control over inode numbers, link counts
+//! and ordering, which is what makes the archive byte-reproducible. Order, owners, modes and
+//! mtimes come from the tar, which `icos-rootfs` already normalized; inode numbers are assigned
+//! in tar order. xattrs cannot be represented in newc and are refused rather than dropped.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::{Compression, GzBuilder};
+use icos_common::{AtomicFile, Digest, HashingWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitramfsError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: entry {entry:?}: {reason}")]
+    BadEntry { path: PathBuf, entry: String, reason: String },
+}
+
+/// What [`write_initramfs`] wrote.
+#[derive(Debug)]
+pub struct Summary {
+    pub entries: u32,
+    pub sha256: Digest,
+    pub size: u64,
+}
+
+const S_IFIFO: u32 = 0o010000;
+const S_IFCHR: u32 = 0o020000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFBLK: u32 = 0o060000;
+const S_IFREG: u32 = 0o100000;
+const S_IFLNK: u32 = 0o120000;
+
+struct Header<'a> {
+    ino: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    nlink: u32,
+    mtime: u32,
+    size: u32,
+    rdev: (u32, u32),
+    name: &'a str,
+}
+
+fn pad4(out: &mut impl Write, len: u64) -> io::Result<()> {
+    let pad = (4 - (len % 4)) % 4;
+    out.write_all(&[0u8; 3][..pad as usize])
+}
+
+fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
+    let namesize = h.name.len() as u32 + 1;
+    write!(
+        out,
+        "070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
+        h.ino, h.mode, h.uid, h.gid, h.nlink, h.mtime, h.size, 0, 0, h.rdev.0, h.rdev.1, namesize, 0
+    )?;
+    out.write_all(h.name.as_bytes())?;
+    out.write_all(&[0])?;
+    pad4(out, 110 + namesize as u64)
+}
+
+/// Converts the rootfs tar at `tar_path` into a gzip-compressed newc initramfs at `out` (atomically).
+pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, InitramfsError> {
+    let io_in = |source| InitramfsError::Io { path: tar_path.to_path_buf(), source };
+    let io_out = |source| InitramfsError::Io { path: out.to_path_buf(), source };
+    let bad = |entry: &str, reason: &str| InitramfsError::BadEntry {
+        path: tar_path.to_path_buf(),
+        entry: entry.to_string(),
+        reason: reason.to_string(),
+    };
+
+    // Pass 1: link counts of hardlink groups (the primary is the first entry, ARCHITECTURE.md).
+    let mut links: BTreeMap<String, u32> = BTreeMap::new();
+    let mut archive = tar::Archive::new(File::open(tar_path).map_err(io_in)?);
+    for entry in archive.entries().map_err(io_in)? {
+        let entry = entry.map_err(io_in)?;
+        if entry.header().entry_type().is_hard_link() {
+            let target = entry.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default();
+            *links.entry(cpio_name(&target)).or_insert(1) += 1;
+        }
+    }
+
+    let mut file = AtomicFile::create(out).map_err(io_out)?;
+    let mut gz = GzBuilder::new().write(HashingWriter::new(file.file()), Compression::best());
+    let mut inodes: BTreeMap<String, u32> = BTreeMap::new();
+    let mut next_ino = 1u32;
+    let mut archive = tar::Archive::new(File::open(tar_path).map_err(io_in)?);
+    for entry in archive.entries().map_err(io_in)? {
+        let mut entry = entry.map_err(io_in)?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let name = cpio_name(&raw);
+        if name.split('/').any(|c| c == "..") {
+            return Err(bad(&raw, "path contains '..'"));
+        }
+        if entry.pax_extensions().map_err(io_in)?.is_some_and(|mut p| p.any(|r| r.is_ok_and(|r| r.key_bytes().starts_with(b"SCHILY.xattr.")))) {
+            return Err(bad(&raw, "has xattrs, which a newc initramfs cannot carry"));
+        }
+        let h = entry.header();
+        let perm = h.mode().map_err(io_in)? & 0o7777;
+        let uid = h.uid().map_err(io_in)? as u32;
+        let gid = h.gid().map_err(io_in)? as u32;
+        let mtime = u32::try_from(h.mtime().map_err(io_in)?).map_err(|_| bad(&raw, "mtime beyond 2106"))?;
+        let kind = h.entry_type();
+        let rdev = (h.device_major().ok().flatten().unwrap_or(0), h.device_minor().ok().flatten().unwrap_or(0));
+        let mut header = Header { ino: 0, mode: 0, uid, gid, nlink: 1, mtime, size: 0, rdev: (0, 0), name: &name };
+        let mut body: Option<Vec<u8>> = None;
+        let mut stream_body = false;
+        match kind {
+            tar::EntryType::Directory => header.mode = S_IFDIR | perm,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                header.mode = S_IFREG | perm;
+                header.size = u32::try_from(h.size().map_err(io_in)?).map_err(|_| bad(&raw, "larger than 4 GiB"))?;
+                header.nlink = links.get(&name).copied().unwrap_or(1);
+                stream_body = true;
+            }
+            tar::EntryType::Link => {
+                let target = cpio_name(&entry.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default());
+                let ino = *inodes.get(&target).ok_or_else(|| bad(&raw, &format!("hardlink to {target:?}, which is not an earlier regular file")))?;
+                // Same inode, no body: the kernel links it to the file written first.
+                header.mode = S_IFREG | perm;
+                header.ino = ino;
+                header.nlink = links.get(&target).copied().unwrap_or(2);
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().ok_or_else(|| bad(&raw, "symlink without target"))?.into_owned();
+                header.mode = S_IFLNK | 0o777;
+                header.size = target.len() as u32;
+                body = Some(target);
+            }
+            tar::EntryType::Char => {
+                header.mode = S_IFCHR | perm;
+                header.rdev = rdev;
+            }
+            tar::EntryType::Block => {
+                header.mode = S_IFBLK | perm;
+                header.rdev = rdev;
+            }
+            tar::EntryType::Fifo => header.mode = S_IFIFO | perm,
+            other => return Err(bad(&raw, &format!("unsupported entry type {other:?}"))),
+        }
+        if header.ino == 0 {
+            header.ino = next_ino;
+            next_ino += 1;
+            if kind == tar::EntryType::Regular || kind == tar::EntryType::Continuous {
+                inodes.insert(name.clone(), header.ino);
+            }
+        }
+        write_header(&mut gz, &header).map_err(io_out)?;
+        let size = header.size as u64;
+        if stream_body {
+            let copied = io::copy(&mut (&mut entry).take(size), &mut gz).map_err(io_in)?;
+            if copied != size {
+                return Err(bad(&raw, "content shorter than its header says (truncated tar)"));
+            }
+        } else if let Some(data) = body {
+            gz.write_all(&data).map_err(io_out)?;
+        }
+        pad4(&mut gz, size).map_err(io_out)?;
+    }
+    let trailer = Header { ino: 0, mode: 0, uid: 0, gid: 0, nlink: 1, mtime: 0, size: 0, rdev: (0, 0), name: "TRAILER!!!" };
+    write_header(&mut gz, &trailer).map_err(io_out)?;
+    let (_, sha256, size) = gz.finish().map_err(io_out)?.finish();
+    file.commit().map_err(io_out)?;
+    Ok(Summary { entries: next_ino - 1, sha256, size })
+}
+
+/// `./bin/sh` → `bin/sh`, `./` → `.`, `./etc/` → `etc`.
+fn cpio_name(tar_name: &str) -> String {
+    let trimmed = tar_name.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/');
+    if trimmed.is_empty() {
+        ".".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}

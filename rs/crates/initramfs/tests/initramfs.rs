@@ -1,0 +1,101 @@
+//! The initramfs writer against GNU cpio, on a rootfs tar made here in the ARCHITECTURE.md format.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use icos_initramfs::write_initramfs;
+
+fn rootfs_tar(path: &Path, with_xattr: bool) {
+    let mut b = tar::Builder::new(fs::File::create(path).unwrap());
+    let mut add = |name: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        if kind == tar::EntryType::Char {
+            h.set_device_major(5).unwrap();
+            h.set_device_minor(1).unwrap();
+        }
+        match link {
+            Some(l) => b.append_link(&mut h, name, l).unwrap(),
+            None => b.append_data(&mut h, name, data).unwrap(),
+        }
+    };
+    add("./", tar::EntryType::Directory, 0o755, b"", None);
+    add("./bin/", tar::EntryType::Directory, 0o755, b"", None);
+    add("./bin/busybox", tar::EntryType::Regular, 0o755, b"\x7fELF pretend busybox", None);
+    add("./bin/sh", tar::EntryType::Symlink, 0o777, b"", Some("busybox"));
+    add("./bin/sh2", tar::EntryType::Link, 0o755, b"", Some("./bin/busybox"));
+    add("./dev/", tar::EntryType::Directory, 0o755, b"", None);
+    add("./dev/console", tar::EntryType::Char, 0o600, b"", None);
+    add("./init", tar::EntryType::Regular, 0o755, b"#!/bin/sh\necho odd length!\n", None);
+    if with_xattr {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(0);
+        b.append_pax_extensions([("SCHILY.xattr.security.capability", &b"\x01"[..])]).unwrap();
+        h.set_mode(0o755);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, "./ping", &b""[..]).unwrap();
+    }
+    b.finish().unwrap();
+}
+
+fn cpio_list(initrd: &Path) -> String {
+    let mut gz = flate2::read::GzDecoder::new(fs::File::open(initrd).unwrap());
+    let mut raw = Vec::new();
+    gz.read_to_end(&mut raw).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let raw_path = dir.path().join("raw.cpio");
+    fs::write(&raw_path, &raw).unwrap();
+    let out = Command::new("cpio")
+        .args(["-itv", "--numeric-uid-gid", "-F"])
+        .arg(&raw_path)
+        .env("TZ", "UTC")
+        .output()
+        .expect("GNU cpio runs (apt-get install cpio)");
+    assert!(out.status.success(), "cpio rejects the archive: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn gnu_cpio_reads_what_we_write_and_two_runs_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    rootfs_tar(&tar, false);
+    let a = dir.path().join("a.img");
+    let b = dir.path().join("b.img");
+    let summary = write_initramfs(&tar, &a).unwrap();
+    write_initramfs(&tar, &b).unwrap();
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "two runs differ");
+    assert_eq!(summary.sha256, icos_common::sha256_file(&a).unwrap().0);
+    let gz = fs::read(&a).unwrap();
+    assert_eq!(&gz[4..8], &[0, 0, 0, 0], "gzip header carries a timestamp");
+
+    let listing = cpio_list(&a);
+    for expected in [
+        "drwxr-xr-x   1 0        0               0 Nov 14  2023 .",
+        "-rwxr-xr-x   2 0        0              20 Nov 14  2023 bin/busybox",
+        "lrwxrwxrwx   1 0        0               7 Nov 14  2023 bin/sh -> busybox",
+        "crw-------   1 0        0          5,   1 Nov 14  2023 dev/console",
+        "-rwxr-xr-x   1 0        0              27 Nov 14  2023 init",
+    ] {
+        assert!(listing.contains(expected), "missing {expected:?} in:\n{listing}");
+    }
+    assert!(listing.contains("bin/sh2"), "{listing}");
+}
+
+#[test]
+fn refuses_xattrs_it_cannot_carry_and_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    rootfs_tar(&tar, true);
+    let out = dir.path().join("initrd.img");
+    let err = write_initramfs(&tar, &out).unwrap_err();
+    assert!(err.to_string().contains("\"ping\"") && err.to_string().contains("xattrs"), "{err}");
+    assert!(!out.exists());
+}
