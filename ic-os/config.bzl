@@ -9,3 +9,23 @@ SEED = "icos-default-v1"
 
 # The pinned base: ic-os/base/layout, made by scripts/make-base.py from busybox-static 1:1.35.0-4+deb12u1+b1.
 BASE_DIGEST = "sha256:a65d5277d1f31697198c67407ccb612403fe1d27c8696083906e908b364ac6ae"
+
+# The kernel: a package pinned in toolchains/debian/packages.bzl, and its ABI (its /boot/vmlinuz-ABI).
+KERNEL = struct(
+    package = "debian_linux_image",
+    abi = "6.1.0-50-amd64",
+    # The drivers the initramfs loads to reach the root partition (boot/init loads them in order).
+    modules = [
+        "kernel/crypto/crc32c_generic.ko",
+        "kernel/drivers/block/virtio_blk.ko",
+        "kernel/drivers/virtio/virtio.ko",
+        "kernel/drivers/virtio/virtio_pci.ko",
+        "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+        "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+        "kernel/drivers/virtio/virtio_ring.ko",
+        "kernel/fs/ext4/ext4.ko",
+        "kernel/fs/jbd2/jbd2.ko",
+        "kernel/fs/mbcache.ko",
+        "kernel/lib/crc16.ko",
+    ],
+)

@@ -1,5 +1,6 @@
 """icos_image: one readable description of a whole image, expanded into one target per step."""
 
+load(":boot.bzl", "debian_layer", "icos_initramfs")
 load(":disk.bzl", "icos_disk")
 load(":filesystem.bzl", "icos_ext4", "icos_vfat")
 load(":release.bzl", "icos_build_manifest", "icos_package", "icos_sums")
@@ -20,6 +21,9 @@ def icos_image(
         root_size = "auto",
         esp_size = "64MiB",
         root_type = "linux-root-x86-64",
+        kernel = None,
+        initramfs_spec = None,
+        initramfs_srcs = [],
         visibility = None):
     """Declares every step of an image, from pinned base to SHA256SUMS.
 
@@ -42,9 +46,57 @@ def icos_image(
       root_size: root filesystem size or `auto`.
       esp_size: ESP size.
       root_type: GPT type of the root partition.
+      kernel: struct(package, abi, modules) naming a kernel pinned in toolchains/debian/packages.bzl
+        (see ic-os/config.bzl). With it the image boots: the ESP spec may then use the layers
+        `systemd-boot.tar` (/EFI/BOOT/BOOTX64.EFI) and `kernel.tar` (/vmlinuz) and the file
+        `initrd.img`, built from `initramfs_spec`, which may use `busybox.tar` and `modules.tar`.
+      initramfs_spec: image.toml describing the initramfs (with `kernel`).
+      initramfs_srcs: files `initramfs_spec` names.
       visibility: visibility of the release filegroup.
     """
     prefix = "" if name == "image" else name + "/"
+    generated_subdir = prefix.rstrip("/")
+    esp_generated = []
+    if kernel:
+        debian_layer(
+            name = name + "_bootloader_layer",
+            package = "debian_systemd_boot_efi",
+            include = ["/usr/lib/systemd/boot/efi/systemd-bootx64.efi"],
+            renames = {"/usr/lib/systemd/boot/efi/systemd-bootx64.efi": "/EFI/BOOT/BOOTX64.EFI"},
+            out = prefix + "systemd-boot.tar",
+        )
+        debian_layer(
+            name = name + "_kernel_layer",
+            package = kernel.package,
+            include = ["/boot/vmlinuz-" + kernel.abi],
+            renames = {"/boot/vmlinuz-" + kernel.abi: "/vmlinuz"},
+            out = prefix + "kernel.tar",
+        )
+        debian_layer(
+            name = name + "_modules_layer",
+            package = kernel.package,
+            include = ["/lib/modules/%s/%s" % (kernel.abi, m) for m in kernel.modules],
+            out = prefix + "modules.tar",
+        )
+        debian_layer(
+            name = name + "_busybox_layer",
+            package = "debian_busybox_static",
+            include = ["/bin/busybox"],
+            out = prefix + "busybox.tar",
+        )
+        icos_rootfs(
+            name = name + "_initramfs_tree",
+            spec = initramfs_spec,
+            srcs = initramfs_srcs + [":" + name + "_busybox_layer", ":" + name + "_modules_layer"],
+            generated_subdir = generated_subdir,
+            source_date_epoch = source_date_epoch,
+        )
+        icos_initramfs(
+            name = name + "_initramfs",
+            tree = ":" + name + "_initramfs_tree",
+            out = prefix + "initrd.img",
+        )
+        esp_generated = [":" + name + "_bootloader_layer", ":" + name + "_kernel_layer", ":" + name + "_initramfs"]
 
     icos_rootfs(
         name = name + "_rootfs",
@@ -54,13 +106,15 @@ def icos_image(
         platform = platform,
         spec = spec,
         srcs = srcs,
+        generated_subdir = generated_subdir,
         source_date_epoch = source_date_epoch,
         manifest_out = prefix + "rootfs.manifest.json",
     )
     icos_rootfs(
         name = name + "_esp_tree",
         spec = esp_spec,
-        srcs = esp_srcs,
+        srcs = esp_srcs + esp_generated,
+        generated_subdir = generated_subdir,
         source_date_epoch = source_date_epoch,
     )
     icos_ext4(

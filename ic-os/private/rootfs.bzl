@@ -33,6 +33,14 @@ def _icos_rootfs_impl(ctx):
     if ctx.file.spec:
         args.add("--spec", ctx.file.spec)
         inputs.append(ctx.file.spec)
+
+        # A spec names its sources relative to its own directory; generated sources (layers and
+        # files made by other rules of the same package) are found under the output tree's twin.
+        generated = ctx.bin_dir.path + "/" + ctx.label.package
+        if ctx.attr.generated_subdir:
+            generated += "/" + ctx.attr.generated_subdir
+        args.add("--source-root", ctx.file.spec.dirname)
+        args.add("--source-root", generated)
     args.add("--source-date-epoch", str(ctx.attr.source_date_epoch))
     args.add("--out", tar)
     args.add("--manifest", manifest)
@@ -60,6 +68,7 @@ Outputs `<name>.tar` and `<name>.manifest.json` (or the names given by `out` / `
         "base": attr.label(allow_files = True, doc = "The base image: all files of an OCI image layout (transport `oci`) or one archive file."),
         "base_digest": attr.string(doc = "sha256 digest pinning the base: manifest or index digest (OCI), image ID or manifest digest (docker-archive)."),
         "base_transport": attr.string(default = "oci", doc = "How to read `base`: oci, oci-archive or docker-archive."),
+        "generated_subdir": attr.string(doc = "Subdirectory of the package's output directory where generated srcs live (an image variant's own directory)."),
         "manifest_out": attr.output(doc = "The rootfs manifest (default `<name>.manifest.json`)."),
         "out": attr.output(doc = "The rootfs tar (default `<name>.tar`)."),
         "platform": attr.string(default = "linux/amd64", doc = "Platform to pick when base_digest names an index."),
