@@ -28,6 +28,8 @@ packages=(
   time                  # /usr/bin/time for the benchmarks
   disorderfs fuse3      # shuffled directory order for the two-builder check
   diffoscope-minimal    # optional deep diff of differing files
+  cpio                  # checking initramfs archives
+  qemu-system-x86 ovmf  # booting the image in the boot test (TCG, UEFI)
 )
 
 missing=()
