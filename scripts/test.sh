@@ -41,6 +41,7 @@ stage clippy cargo clippy --manifest-path rs/Cargo.toml --workspace --all-target
 stage cargo-test cargo test --manifest-path rs/Cargo.toml --workspace --locked
 if ! $quick; then
   stage bazel-test bazel test "${bazel_flags[@]}" //...
+  stage registry-e2e ci/registry-e2e.sh
   stage determinism ci/determinism.sh
 fi
 
