@@ -1,0 +1,345 @@
+//! Keys and signatures: our keygen/sign against stock minisign, in both directions.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{quick_key, run_minisign, stock_verify};
+use icos_sign::{
+    keygen, sign_file, verify_file, KeyError, Password, Protection, SigProblem, SigningKey,
+};
+
+#[test]
+fn encrypted_keygen_sign_verifies_with_ours_and_stock_minisign_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk) = (
+        dir.path().join("release.key"),
+        dir.path().join("release.pub"),
+    );
+    let pw_file = dir.path().join("pw");
+    fs::write(&pw_file, "correct horse battery\n").unwrap();
+    let pw = Password::from_file(&pw_file).unwrap();
+    let id = keygen(&sk, &pk, &Protection::Password(pw.clone()), false).unwrap();
+
+    assert_eq!(
+        fs::metadata(&sk).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "secret key must be private"
+    );
+    let pub_text = fs::read_to_string(&pk).unwrap();
+    assert_eq!(
+        pub_text.lines().next().unwrap(),
+        format!("untrusted comment: minisign public key: {id}")
+    );
+    assert!(!fs::read_to_string(&sk).unwrap().contains("correct horse"));
+
+    let key = SigningKey::load(&sk, Some(&pw)).unwrap();
+    assert_eq!(key.id(), id);
+    let file = dir.path().join("SHA256SUMS");
+    fs::write(
+        &file,
+        "0000000000000000000000000000000000000000000000000000000000000000  a\n",
+    )
+    .unwrap();
+    let sig = sign_file(&key, &file).unwrap();
+    assert_eq!(sig, dir.path().join("SHA256SUMS.minisig"));
+    let first = fs::read(&sig).unwrap();
+    sign_file(&key, &file).unwrap();
+    assert_eq!(
+        first,
+        fs::read(&sig).unwrap(),
+        "two signatures of the same file with the same key differ"
+    );
+
+    let text = String::from_utf8(first).unwrap();
+    let (digest, _) = icos_common::sha256_file(&file).unwrap();
+    assert_eq!(
+        text.lines().nth(2).unwrap(),
+        format!("trusted comment: file:SHA256SUMS sha256:{}", digest.hex())
+    );
+    assert!(
+        !text.contains("timestamp"),
+        "no clock in signatures: {text}"
+    );
+
+    let public = icos_sign::PublicKey::load(&pk).unwrap();
+    assert_eq!(public.id(), id);
+    let comment = verify_file(&public, &file).unwrap();
+    assert!(comment.starts_with("file:SHA256SUMS sha256:"));
+
+    let (ok, out) = stock_verify(&file, &pk);
+    assert!(ok, "stock minisign rejected our signature: {out}");
+    assert!(
+        out.contains("Trusted comment: file:SHA256SUMS sha256:"),
+        "{out}"
+    );
+
+    // Stock minisign signs with our encrypted key (password on stdin) and we verify its signature.
+    let other = dir.path().join("notes.txt");
+    fs::write(&other, "stock signed\n").unwrap();
+    let out = run_minisign(
+        &["-Sm", other.to_str().unwrap(), "-s", sk.to_str().unwrap()],
+        "correct horse battery\n",
+    );
+    assert!(
+        out.status.success(),
+        "stock minisign could not use our key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    verify_file(&public, &other).unwrap();
+}
+
+#[test]
+fn stock_unencrypted_key_signs_and_stock_minisign_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk) = (dir.path().join("w.key"), dir.path().join("w.pub"));
+    let out = run_minisign(
+        &[
+            "-G",
+            "-W",
+            "-p",
+            pk.to_str().unwrap(),
+            "-s",
+            sk.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "minisign -G -W failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Unencrypted: no password needed, and one given anyway is ignored.
+    let key = SigningKey::load(&sk, None).unwrap();
+    let file = dir.path().join("disk-img.tar.zst");
+    fs::write(&file, vec![0x5a; 200_000]).unwrap();
+    sign_file(&key, &file).unwrap();
+    let (ok, out) = stock_verify(&file, &pk);
+    assert!(ok, "{out}");
+    let public = icos_sign::PublicKey::load(&pk).unwrap();
+    verify_file(&public, &file).unwrap();
+
+    // Our --unencrypted keys work with stock minisign too.
+    let (our_sk, our_pk, _) = quick_key(dir.path(), "ours");
+    let out = run_minisign(
+        &[
+            "-Sm",
+            file.to_str().unwrap(),
+            "-s",
+            our_sk.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, out) = stock_verify(&file, &our_pk);
+    assert!(ok, "{out}");
+}
+
+/// Stock `minisign -G` encrypts with scrypt at 1 GiB of memory ("sensitive" limits); the scrypt
+/// code in an unoptimized test build needs minutes for that. Run it with
+/// `cargo test -p icos-sign --release --test signing -- --ignored`.
+#[test]
+#[ignore = "1 GiB scrypt of stock minisign keys takes minutes unoptimized; run with --release -- --ignored"]
+fn stock_password_key_works_with_a_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk) = (dir.path().join("p.key"), dir.path().join("p.pub"));
+    let out = run_minisign(
+        &["-G", "-p", pk.to_str().unwrap(), "-s", sk.to_str().unwrap()],
+        "stock pass\nstock pass\n",
+    );
+    assert!(
+        out.status.success(),
+        "minisign -G failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let file = dir.path().join("build-manifest.json");
+    fs::write(&file, "{}\n").unwrap();
+    // No password for an encrypted key: a clear error, no prompt.
+    let err = SigningKey::load(&sk, None).unwrap_err();
+    assert!(matches!(err, KeyError::PasswordRequired { .. }), "{err}");
+    assert!(err.to_string().contains("--password-file"), "{err}");
+
+    let pw_file = dir.path().join("pw");
+    fs::write(&pw_file, "stock pass\r\n").unwrap();
+    let key = SigningKey::load(&sk, Some(&Password::from_file(&pw_file).unwrap())).unwrap();
+    sign_file(&key, &file).unwrap();
+    let (ok, out) = stock_verify(&file, &pk);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn wrong_password_is_refused_and_never_shown() {
+    const SECRET: &str = "Sup3r-S3cret-Passw0rd";
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk) = (dir.path().join("p.key"), dir.path().join("p.pub"));
+    keygen(
+        &sk,
+        &pk,
+        &Protection::Password(Password::new("the real one", "test")),
+        false,
+    )
+    .unwrap();
+
+    let pw = Password::new(SECRET, "ICOS_SIGN_PASSWORD");
+    let err = SigningKey::load(&sk, Some(&pw)).unwrap_err();
+    assert!(matches!(err, KeyError::WrongPassword { .. }), "{err}");
+    // What the binary prints is the Display chain; Debug is what a panic or {:?} would show.
+    for shown in [
+        err.to_string(),
+        format!("{err:?}"),
+        format!("{err:#?}"),
+        format!("{pw:?}"),
+    ] {
+        assert!(!shown.contains(SECRET), "password leaked: {shown}");
+        assert!(!shown.contains("the real one"), "password leaked: {shown}");
+    }
+    assert!(
+        err.to_string().contains("wrong password for secret key"),
+        "{err}"
+    );
+
+    // Refusals at keygen name where the password came from, never the password.
+    let err =
+        Protection::choose(Some(Password::new(SECRET, "password file pw.txt")), true).unwrap_err();
+    assert!(
+        err.to_string().contains("password file pw.txt")
+            && !format!("{err} {err:?}").contains(SECRET)
+    );
+}
+
+#[test]
+fn signing_key_debug_never_shows_key_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, _, key) = quick_key(dir.path(), "k");
+    let b64 = fs::read_to_string(&sk)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let dbg = format!("{key:?} {key:#?}");
+    assert!(dbg.contains(&key.id().to_string()));
+    assert!(dbg.len() < 80, "Debug shows more than the key id: {dbg}");
+    assert!(!dbg.contains(&b64[20..40]));
+}
+
+#[test]
+fn keygen_refuses_empty_missing_conflicting_passwords_and_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk) = (dir.path().join("k.key"), dir.path().join("k.pub"));
+
+    let empty = dir.path().join("empty");
+    fs::write(&empty, "\n").unwrap();
+    let err = Protection::choose(Some(Password::from_file(&empty).unwrap()), false).unwrap_err();
+    assert!(matches!(err, KeyError::EmptyPassword { .. }), "{err}");
+    assert!(err.to_string().contains("--unencrypted"), "{err}");
+
+    let err = Protection::choose(None, false).unwrap_err();
+    assert!(matches!(err, KeyError::NoPassword), "{err}");
+    assert!(matches!(
+        Protection::choose(None, true),
+        Ok(Protection::Unencrypted)
+    ));
+    let err = Password::from_file(&dir.path().join("absent")).unwrap_err();
+    assert!(
+        err.to_string().contains("cannot read the password file"),
+        "{err}"
+    );
+
+    keygen(&sk, &pk, &Protection::Unencrypted, false).unwrap();
+    let before = fs::read(&sk).unwrap();
+    let err = keygen(&sk, &pk, &Protection::Unencrypted, false).unwrap_err();
+    assert!(
+        matches!(&err, KeyError::Exists { path } if *path == sk),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--force"));
+    assert_eq!(
+        before,
+        fs::read(&sk).unwrap(),
+        "a refused keygen changed the key"
+    );
+    // Only the public key existing is refused as well.
+    fs::remove_file(&sk).unwrap();
+    let err = keygen(&sk, &pk, &Protection::Unencrypted, false).unwrap_err();
+    assert!(
+        matches!(&err, KeyError::Exists { path } if *path == pk),
+        "{err}"
+    );
+
+    keygen(&sk, &pk, &Protection::Unencrypted, true).unwrap();
+    assert_ne!(
+        before,
+        fs::read(&sk).unwrap(),
+        "--force did not make a new key"
+    );
+    let err = keygen(&sk, &sk, &Protection::Unencrypted, true).unwrap_err();
+    assert!(matches!(err, KeyError::SamePath { .. }));
+    // No temporary files left behind.
+    let mut names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["empty", "k.key", "k.pub"]);
+}
+
+#[test]
+fn bad_key_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sk, pk, _) = quick_key(dir.path(), "k");
+    // The public key where the secret key belongs, and the other way round.
+    let err = SigningKey::load(&pk, None).unwrap_err();
+    assert!(matches!(err, KeyError::BadSecretKey { .. }), "{err}");
+    let err = icos_sign::PublicKey::load(&sk).unwrap_err();
+    assert!(matches!(err, KeyError::BadPublicKey { .. }), "{err}");
+    // A corrupted unencrypted key (one bit of the seed flipped) fails its checksum.
+    let text = fs::read_to_string(&sk).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut raw = ct_codecs_decode(&lines[1]);
+    raw[70] ^= 1;
+    lines[1] = ct_codecs_encode(&raw);
+    let broken = dir.path().join("broken.key");
+    fs::write(&broken, lines.join("\n") + "\n").unwrap();
+    let err = SigningKey::load(&broken, None).unwrap_err();
+    assert!(err.to_string().contains("corrupted"), "{err}");
+}
+
+fn ct_codecs_decode(s: &str) -> Vec<u8> {
+    use ct_codecs::{Base64, Decoder};
+    Base64::decode_to_vec(s, None).unwrap()
+}
+
+fn ct_codecs_encode(b: &[u8]) -> String {
+    use ct_codecs::{Base64, Encoder};
+    Base64::encode_to_string(b).unwrap()
+}
+
+#[test]
+fn signature_of_another_file_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, pk, key) = quick_key(dir.path(), "k");
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    fs::write(&a, "same\n").unwrap();
+    fs::write(&b, "same\n").unwrap();
+    sign_file(&key, &a).unwrap();
+    fs::copy(
+        dir.path().join("a.json.minisig"),
+        dir.path().join("b.json.minisig"),
+    )
+    .unwrap();
+    let public = icos_sign::PublicKey::load(&pk).unwrap();
+    let err = verify_file(&public, &b).unwrap_err();
+    assert!(
+        matches!(&err, SigProblem::WrongFile { named, .. } if named == "a.json"),
+        "{err}"
+    );
+}

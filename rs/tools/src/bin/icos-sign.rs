@@ -1,0 +1,201 @@
+//! icos-sign: minisign keys and signatures, release verification, SLSA provenance, SPDX SBOM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use icos_sign::{
+    keygen, provenance::ProvenanceRequest, sbom::SbomRequest, sign_file, verify_release,
+    write_provenance, write_sbom, Password, Protection, PublicKey, SigningKey,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "icos-sign",
+    version,
+    about = "Sign and verify icos releases (minisign), and write their SLSA provenance and SPDX SBOM.",
+    after_help = "EXAMPLE:\n  ICOS_SIGN_PASSWORD=… icos-sign keygen --secret-key release.key --public-key release.pub\n  icos-sign sign --secret-key release.key --password-file pw SHA256SUMS build-manifest.json\n  icos-sign verify --public-key release.pub release/\n\nA stock `minisign -Vm release/SHA256SUMS -p release.pub` checks the same signature."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a minisign key pair (password from --password-file or ICOS_SIGN_PASSWORD).
+    #[command(
+        after_help = "EXAMPLE:\n  icos-sign keygen --secret-key release.key --public-key release.pub --password-file pw.txt\n  icos-sign keygen --secret-key ci.key --public-key ci.pub --unencrypted"
+    )]
+    Keygen {
+        /// Where to write the secret key (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        secret_key: PathBuf,
+        /// Where to write the public key.
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        /// Read the password from the first line of FILE (else from ICOS_SIGN_PASSWORD).
+        #[arg(long, value_name = "FILE", conflicts_with = "unencrypted")]
+        password_file: Option<PathBuf>,
+        /// Store the secret key without a password (like `minisign -G -W`).
+        #[arg(long)]
+        unencrypted: bool,
+        /// Overwrite existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign files: writes FILE.minisig next to each FILE (deterministic, no timestamp).
+    #[command(
+        after_help = "EXAMPLE:\n  icos-sign sign --secret-key release.key --password-file pw.txt \\\n      release/SHA256SUMS release/build-manifest.json release/provenance.intoto.json release/sbom.spdx.json"
+    )]
+    Sign {
+        /// The minisign secret key (ours or from `minisign -G`).
+        #[arg(long, value_name = "FILE")]
+        secret_key: PathBuf,
+        /// Read the key's password from the first line of FILE (else from ICOS_SIGN_PASSWORD).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// The files to sign.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Verify a release directory: SHA256SUMS signature, every listed hash, no unlisted files.
+    #[command(after_help = "EXAMPLE:\n  icos-sign verify --public-key release.pub release/")]
+    Verify {
+        /// The release's minisign public key.
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        /// The release directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Write SLSA v1 provenance (in-toto Statement v1) for the artifacts in SHA256SUMS.
+    #[command(
+        after_help = "EXAMPLE:\n  icos-sign provenance --build-manifest release/build-manifest.json --sums release/SHA256SUMS \\\n      --commit $(git rev-parse HEAD) --repo-uri git+https://example.org/ic-os.git \\\n      --out release/provenance.intoto.json"
+    )]
+    Provenance {
+        /// The build manifest (icos.build-manifest/v1).
+        #[arg(long, value_name = "FILE")]
+        build_manifest: PathBuf,
+        /// The SHA256SUMS of the artifacts (the provenance subjects).
+        #[arg(long, value_name = "FILE")]
+        sums: PathBuf,
+        /// Full git commit id of the source.
+        #[arg(long, value_name = "GIT_SHA")]
+        commit: String,
+        /// URI of the source repository.
+        #[arg(long, value_name = "URI")]
+        repo_uri: Option<String>,
+        /// URI identifying the builder.
+        #[arg(long, value_name = "URI")]
+        builder_id: Option<String>,
+        /// Where to write the provenance.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Write an SPDX 2.3 JSON SBOM of the root filesystem and its Debian packages.
+    #[command(
+        after_help = "EXAMPLE:\n  icos-sign sbom --rootfs bazel-bin/ic-os/rootfs.tar --rootfs-manifest release/rootfs.manifest.json \\\n      --name default --out release/sbom.spdx.json"
+    )]
+    Sbom {
+        /// The rootfs tar (streamed; checked against the manifest).
+        #[arg(long, value_name = "FILE")]
+        rootfs: PathBuf,
+        /// The rootfs manifest (icos.rootfs-manifest/v1).
+        #[arg(long, value_name = "FILE")]
+        rootfs_manifest: PathBuf,
+        /// Document and root package name (letters, digits, '.', '_', '-').
+        #[arg(long)]
+        name: String,
+        /// Where to write the SBOM.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keygen {
+            secret_key,
+            public_key,
+            password_file,
+            unencrypted,
+            force,
+        } => {
+            let protection =
+                Protection::choose(Password::resolve(password_file.as_deref())?, unencrypted)?;
+            let id = keygen(&secret_key, &public_key, &protection, force)?;
+            println!(
+                "key ID {id}: secret key {}, public key {}",
+                secret_key.display(),
+                public_key.display()
+            );
+        }
+        Command::Sign {
+            secret_key,
+            password_file,
+            files,
+        } => {
+            let password = Password::resolve(password_file.as_deref())?;
+            let key = SigningKey::load(&secret_key, password.as_ref())?;
+            for f in &files {
+                let sig = sign_file(&key, f)?;
+                println!("signed {} -> {}", f.display(), sig.display());
+            }
+        }
+        Command::Verify { public_key, dir } => {
+            let pk = PublicKey::load(&public_key)?;
+            let v = verify_release(&dir, &pk)?;
+            println!("verified {} files", v.listed.len());
+            if !v.signed.is_empty() {
+                println!("also signed: {}", v.signed.join(", "));
+            }
+            println!("key ID {}", v.key);
+        }
+        Command::Provenance {
+            build_manifest,
+            sums,
+            commit,
+            repo_uri,
+            builder_id,
+            out,
+        } => {
+            let req = ProvenanceRequest {
+                build_manifest: &build_manifest,
+                sums: &sums,
+                commit: &commit,
+                repo_uri: repo_uri.as_deref(),
+                builder_id: builder_id.as_deref(),
+            };
+            write_provenance(&req, &out)?;
+        }
+        Command::Sbom {
+            rootfs,
+            rootfs_manifest,
+            name,
+            out,
+        } => {
+            write_sbom(
+                &SbomRequest {
+                    rootfs_tar: &rootfs,
+                    rootfs_manifest: &rootfs_manifest,
+                    name: &name,
+                },
+                &out,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("icos-sign: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
