@@ -42,6 +42,7 @@ stage cargo-test cargo test --manifest-path rs/Cargo.toml --workspace --locked
 if ! $quick; then
   stage bazel-test bazel test "${bazel_flags[@]}" //...
   stage registry-e2e ci/registry-e2e.sh
+  stage release-e2e ci/release-e2e.sh
   stage determinism ci/determinism.sh
 fi
 
