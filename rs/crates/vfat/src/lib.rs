@@ -1,1 +1,760 @@
-//! Writes a FAT32 (ESP) filesystem image from a tar with fixed volume id, label, timestamps and sorted directories.
+//! Writes a FAT32 (ESP) filesystem image from a tar with fixed volume id, label, timestamps and
+//! sorted directories.
+//!
+//! The filesystem itself is written by the [`fatfs`] crate; this crate decides everything that
+//! must not depend on the host:
+//!
+//! - the volume id is the first 4 bytes (read big-endian) of
+//!   `derive_uuid(seed, "vfat:volume_id:<label>")`, so it prints as the first 8 hex digits of
+//!   that UUID (`blkid` shows it as `XXXX-XXXX`);
+//! - every timestamp (created, modified, accessed) is `SOURCE_DATE_EPOCH` in UTC, through a
+//!   [`fatfs::TimeProvider`] that never reads the clock. FAT cannot store dates before
+//!   1980-01-01, so an earlier epoch is clamped to 1980-01-01 00:00:00; the modification time has
+//!   a 2-second resolution, so an odd second is rounded down there (the creation time keeps it);
+//! - entries are created in sorted order (bytewise by path component, parents first) whatever the
+//!   order of the tar, so directory slots and cluster allocation are a function of the content.
+//!
+//! The input is a tar in the rootfs tar format (ARCHITECTURE.md). Owners, modes and mtimes are
+//! ignored: FAT has no place for them. Directories and regular files are copied; a hardlink entry
+//! becomes a second copy of its target's data (FAT has no hardlinks); symlinks, devices and fifos
+//! are refused, naming the entry.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Component, Path, PathBuf};
+
+use fatfs::{
+    Date, DateTime, FatType, FileSystem, FormatVolumeOptions, FsOptions, Time, TimeProvider,
+};
+use icos_common::{seed, AtomicFile, SourceDateEpoch};
+use serde::{Deserialize, Serialize};
+
+/// Schema of the parameters file written next to the image.
+pub const PARAMS_SCHEMA: &str = "icos.vfat-params/v1";
+
+/// 1980-01-01T00:00:00Z, the earliest instant a FAT directory entry can hold.
+pub const FAT_EPOCH: u64 = 315_532_800;
+
+const SECTOR: u64 = 512;
+/// Largest FAT32 volume with 512-byte sectors (2^32 sectors).
+const MAX_SIZE: u64 = SECTOR << 32;
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct VfatOptions {
+    /// Image size in bytes; a multiple of 512.
+    pub size: u64,
+    /// The build seed; the volume id derives from it and the label.
+    pub seed: String,
+    /// Volume label, 1 to 11 characters: A-Z, 0-9, space and `!#$%&'()-@^_`{}~`.
+    pub label: String,
+    pub source_date_epoch: SourceDateEpoch,
+}
+
+/// The parameters of a built image (`icos.vfat-params/v1`), recorded in the build manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VfatParams {
+    pub schema: String,
+    /// `XXXX-XXXX`, as `blkid` and `/etc/fstab` write it.
+    pub volume_id: String,
+    pub label: String,
+    /// Always `FAT32`.
+    pub fat_type: String,
+    pub size_bytes: u64,
+    pub cluster_size: u32,
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VfatError {
+    #[error("cannot read the ESP tree {path}: {source}")]
+    ReadTree { path: PathBuf, source: io::Error },
+    #[error("ESP tree {tree}: entry {entry:?} is a {kind}; a FAT filesystem holds only directories and regular files: remove it from the tree")]
+    Unsupported {
+        tree: PathBuf,
+        entry: String,
+        kind: &'static str,
+    },
+    #[error("ESP tree {tree}: entry {entry:?} {problem}")]
+    BadEntry {
+        tree: PathBuf,
+        entry: String,
+        problem: String,
+    },
+    #[error("ESP tree {tree}: {a:?} and {b:?} differ only in letter case, which FAT cannot tell apart: rename one of them")]
+    CaseCollision { tree: PathBuf, a: String, b: String },
+    #[error("volume label {label:?} {problem}")]
+    BadLabel { label: String, problem: String },
+    #[error("image size {size} bytes {problem}")]
+    BadSize { size: u64, problem: String },
+    #[error("the ESP tree {tree} does not fit in {size} bytes (out of space at {entry:?}): increase --size")]
+    Full {
+        tree: PathBuf,
+        size: u64,
+        entry: String,
+    },
+    #[error("cannot write the FAT image {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// The volume id for `seed` and `label`: the first 4 bytes of `derive_uuid(seed, "vfat:volume_id:<label>")`.
+pub fn volume_id(seed: &str, label: &str) -> u32 {
+    let u = seed::derive_uuid(seed, &format!("vfat:volume_id:{label}"));
+    u32::from_be_bytes([u[0], u[1], u[2], u[3]])
+}
+
+/// Formats a volume id the way `blkid` does: `XXXX-XXXX`.
+pub fn format_volume_id(id: u32) -> String {
+    format!("{:04X}-{:04X}", id >> 16, id & 0xffff)
+}
+
+/// The FAT date and time (UTC) for an epoch, clamped to 1980-01-01 00:00:00 if earlier.
+pub fn fat_date_time(epoch: SourceDateEpoch) -> DateTime {
+    let t = epoch.seconds().max(FAT_EPOCH);
+    let days = (t / 86_400) as i64;
+    let secs = t % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    DateTime {
+        date: Date {
+            year: year as u16,
+            month: month as u16,
+            day: day as u16,
+        },
+        time: Time {
+            hour: (secs / 3600) as u16,
+            min: (secs / 60 % 60) as u16,
+            sec: (secs % 60) as u16,
+            millis: 0,
+        },
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
+/// Howard Hinnant's `civil_from_days`; written out because it is ten lines and no date crate is
+/// needed anywhere else in the tools.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn validate_label(label: &str) -> Result<[u8; 11], VfatError> {
+    let bad = |problem: &str| VfatError::BadLabel {
+        label: label.to_string(),
+        problem: problem.to_string(),
+    };
+    if label.is_empty() || label.len() > 11 {
+        return Err(bad("must be 1 to 11 characters long"));
+    }
+    if label.starts_with(' ') {
+        return Err(bad("must not start with a space"));
+    }
+    for c in label.chars() {
+        let ok = c.is_ascii_uppercase() || c.is_ascii_digit() || " !#$%&'()-@^_`{}~".contains(c);
+        if !ok {
+            return Err(bad(&format!(
+                "contains {c:?}: use A-Z, 0-9, space and !#$%&'()-@^_`{{}}~ (FAT labels are upper case)"
+            )));
+        }
+    }
+    let mut out = [b' '; 11];
+    out[..label.len()].copy_from_slice(label.as_bytes());
+    Ok(out)
+}
+
+thread_local! {
+    /// The timestamp the [`EpochClock`] hands to fatfs on this thread. fatfs wants a `&'static`
+    /// provider; a thread-local keeps concurrent builds on different threads independent.
+    static CURRENT: Cell<DateTime> = const {
+        Cell::new(DateTime {
+            date: Date { year: 1980, month: 1, day: 1 },
+            time: Time { hour: 0, min: 0, sec: 0, millis: 0 },
+        })
+    };
+}
+
+/// A [`TimeProvider`] that returns SOURCE_DATE_EPOCH, never the clock.
+#[derive(Debug)]
+struct EpochClock;
+
+impl TimeProvider for EpochClock {
+    fn get_current_date(&self) -> Date {
+        CURRENT.with(|c| c.get().date)
+    }
+    fn get_current_date_time(&self) -> DateTime {
+        CURRENT.with(|c| c.get())
+    }
+}
+
+static EPOCH_CLOCK: EpochClock = EpochClock;
+
+#[derive(Debug)]
+enum Kind {
+    Dir,
+    File {
+        offset: u64,
+        size: u64,
+    },
+    /// A hardlink to the file at this path (components).
+    Link(Vec<String>),
+}
+
+/// One entry of the tree, keyed by its path components.
+struct Tree {
+    entries: BTreeMap<Vec<String>, Kind>,
+}
+
+fn entry_kind_name(t: tar::EntryType) -> &'static str {
+    match t {
+        tar::EntryType::Symlink => "symlink",
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Fifo => "fifo",
+        tar::EntryType::GNUSparse => "GNU sparse file (not in the rootfs tar format)",
+        _ => "tar entry of an unsupported type",
+    }
+}
+
+fn components(tree: &Path, raw: &Path) -> Result<Vec<String>, VfatError> {
+    let shown = raw.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for c in raw.components() {
+        match c {
+            Component::CurDir | Component::RootDir => {}
+            Component::Normal(n) => {
+                let s = n.to_str().ok_or_else(|| VfatError::BadEntry {
+                    tree: tree.to_path_buf(),
+                    entry: shown.clone(),
+                    problem: "is not valid UTF-8, which FAT long names cannot hold".into(),
+                })?;
+                out.push(s.to_string());
+            }
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(VfatError::BadEntry {
+                    tree: tree.to_path_buf(),
+                    entry: shown,
+                    problem: "leaves the tree ('..'): the rootfs tar format has no such paths"
+                        .into(),
+                })
+            }
+        }
+    }
+    for name in &out {
+        check_name(tree, &shown, name)?;
+    }
+    Ok(out)
+}
+
+/// FAT long names: at most 255 UTF-16 units, none of `"*/:<>?\|` or control characters, and not
+/// ending in a dot or space (Windows and fsck.fat strip those).
+fn check_name(tree: &Path, entry: &str, name: &str) -> Result<(), VfatError> {
+    let bad = |problem: String| VfatError::BadEntry {
+        tree: tree.to_path_buf(),
+        entry: entry.to_string(),
+        problem,
+    };
+    if name.encode_utf16().count() > 255 {
+        return Err(bad(format!(
+            "has a name component longer than 255 characters: {name:?}"
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || "\"*:<>?\\|".contains(*c))
+    {
+        return Err(bad(format!(
+            "has {c:?} in {name:?}, which FAT names cannot contain: rename it"
+        )));
+    }
+    if name.ends_with('.') || name.ends_with(' ') {
+        return Err(bad(format!(
+            "has a name ending in a dot or space ({name:?}), which FAT drops: rename it"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the tar's headers (not its data) into a sorted tree, checking everything FAT needs.
+fn scan(tree: &Path, archive: &mut tar::Archive<BufReader<File>>) -> Result<Tree, VfatError> {
+    let rd = |source: io::Error| VfatError::ReadTree {
+        path: tree.to_path_buf(),
+        source,
+    };
+    let mut entries: BTreeMap<Vec<String>, Kind> = BTreeMap::new();
+    for e in archive.entries_with_seek().map_err(rd)? {
+        let mut e = e.map_err(rd)?;
+        let raw = e.path().map_err(rd)?.into_owned();
+        let shown = raw.to_string_lossy().into_owned();
+        let path = components(tree, &raw)?;
+        let ty = e.header().entry_type();
+        if let Some(pax) = e.pax_extensions().map_err(rd)? {
+            for ext in pax {
+                let ext = ext.map_err(rd)?;
+                if ext.key_bytes().starts_with(b"GNU.sparse.") {
+                    return Err(VfatError::Unsupported {
+                        tree: tree.to_path_buf(),
+                        entry: shown,
+                        kind: "GNU sparse file (not in the rootfs tar format)",
+                    });
+                }
+            }
+        }
+        let kind = match ty {
+            tar::EntryType::XGlobalHeader => continue, // metadata only (e.g. Python's tarfile)
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File {
+                offset: e.raw_file_position(),
+                size: e.size(),
+            },
+            tar::EntryType::Link => {
+                let target = e
+                    .link_name()
+                    .map_err(rd)?
+                    .ok_or_else(|| VfatError::BadEntry {
+                        tree: tree.to_path_buf(),
+                        entry: shown.clone(),
+                        problem: "is a hardlink without a target".into(),
+                    })?;
+                Kind::Link(components(tree, &target)?)
+            }
+            other => {
+                return Err(VfatError::Unsupported {
+                    tree: tree.to_path_buf(),
+                    entry: shown,
+                    kind: entry_kind_name(other),
+                })
+            }
+        };
+        if path.is_empty() {
+            if matches!(kind, Kind::Dir) {
+                continue; // the root directory
+            }
+            return Err(VfatError::BadEntry {
+                tree: tree.to_path_buf(),
+                entry: shown,
+                problem: "names the root but is not a directory".into(),
+            });
+        }
+        if entries.insert(path, kind).is_some() {
+            return Err(VfatError::BadEntry {
+                tree: tree.to_path_buf(),
+                entry: shown,
+                problem: "appears twice in the tar".into(),
+            });
+        }
+    }
+    // Resolve hardlinks to the data they share, and check case collisions and parents.
+    let mut upper: HashMap<Vec<String>, &Vec<String>> = HashMap::new();
+    for (path, kind) in &entries {
+        let key: Vec<String> = path.iter().map(|c| c.to_uppercase()).collect();
+        if let Some(other) = upper.insert(key, path) {
+            return Err(VfatError::CaseCollision {
+                tree: tree.to_path_buf(),
+                a: other.join("/"),
+                b: path.join("/"),
+            });
+        }
+        for i in 1..path.len() {
+            if let Some(Kind::File { .. } | Kind::Link(_)) = entries.get(&path[..i]) {
+                return Err(VfatError::BadEntry {
+                    tree: tree.to_path_buf(),
+                    entry: path.join("/"),
+                    problem: format!("is below {:?}, which is a file", path[..i].join("/")),
+                });
+            }
+        }
+        if let Kind::Link(target) = kind {
+            if !matches!(entries.get(target), Some(Kind::File { .. })) {
+                return Err(VfatError::BadEntry {
+                    tree: tree.to_path_buf(),
+                    entry: path.join("/"),
+                    problem: format!(
+                        "is a hardlink to {:?}, which is not a regular file in the tar",
+                        target.join("/")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Tree { entries })
+}
+
+/// Builds the FAT32 image `out` from the tar `tree`; returns the parameters to record.
+///
+/// Nothing appears under `out` unless the whole image was written.
+pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatParams, VfatError> {
+    let label_bytes = validate_label(&opts.label)?;
+    if opts.size == 0 || !opts.size.is_multiple_of(SECTOR) {
+        return Err(VfatError::BadSize {
+            size: opts.size,
+            problem: "is not a positive multiple of 512 (the sector size)".into(),
+        });
+    }
+    if opts.size > MAX_SIZE {
+        return Err(VfatError::BadSize {
+            size: opts.size,
+            problem: "is larger than FAT32 allows with 512-byte sectors (2 TiB)".into(),
+        });
+    }
+
+    let file = File::open(tree).map_err(|source| VfatError::ReadTree {
+        path: tree.to_path_buf(),
+        source,
+    })?;
+    let mut archive = tar::Archive::new(BufReader::new(file));
+    let sorted = scan(tree, &mut archive)?;
+    let mut data = archive.into_inner();
+
+    let wr = |source: io::Error| VfatError::Write {
+        path: out.to_path_buf(),
+        source,
+    };
+    let mut image = AtomicFile::create(out).map_err(wr)?;
+    image.file().set_len(opts.size).map_err(wr)?;
+
+    let id = volume_id(&opts.seed, &opts.label);
+    let format = FormatVolumeOptions::new()
+        .fat_type(FatType::Fat32)
+        .volume_id(id)
+        .volume_label(label_bytes);
+    let too_small = || {
+        VfatError::BadSize {
+        size: opts.size,
+        problem: "is too small for FAT32 (at least 65525 clusters of 512 bytes): use --size 33MiB or more".into(),
+    }
+    };
+    {
+        let mut disk = SectorCache::new(image.file());
+        fatfs::format_volume(&mut disk, format).map_err(|e| match e.kind() {
+            // fatfs reports geometry problems as `Other`; anything else is the file's own error.
+            io::ErrorKind::Other => too_small(),
+            _ => wr(e),
+        })?;
+        disk.flush().map_err(wr)?;
+    }
+    image.file().seek(SeekFrom::Start(0)).map_err(wr)?;
+
+    CURRENT.with(|c| c.set(fat_date_time(opts.source_date_epoch)));
+    let mut disk = SectorCache::new(image.file());
+    let mut bpb = [0u8; 4];
+    disk.seek(SeekFrom::Start(0x2c))
+        .and_then(|_| disk.read_exact(&mut bpb))
+        .map_err(wr)?;
+    disk.root_cluster = Some(u32::from_le_bytes(bpb));
+    disk.seek(SeekFrom::Start(0)).map_err(wr)?;
+    let fs =
+        FileSystem::new(&mut disk, FsOptions::new().time_provider(&EPOCH_CLOCK)).map_err(wr)?;
+    if fs.fat_type() != FatType::Fat32 {
+        return Err(too_small());
+    }
+    let cluster_size = fs.cluster_size();
+    let full = |entry: &[String]| VfatError::Full {
+        tree: tree.to_path_buf(),
+        size: opts.size,
+        entry: entry.join("/"),
+    };
+    // An error while writing is "full" when no free cluster is left; otherwise it is reported as is.
+    let classify = |fs: &FileSystem<&mut SectorCache<&mut File>>,
+                    entry: &[String],
+                    e: io::Error| match fs.stats() {
+        Ok(s) if s.free_clusters() == 0 => full(entry),
+        _ => VfatError::Write {
+            path: out.to_path_buf(),
+            source: io::Error::new(e.kind(), format!("at {:?}: {e}", entry.join("/"))),
+        },
+    };
+
+    let root = fs.root_dir();
+    let mut buf = vec![0u8; 1 << 16];
+    // Directories made so far. The map is sorted by components, so a directory's entry precedes
+    // its children; a parent missing from the tar is made right before its first child, which is
+    // where it sorts anyway.
+    let mut made: BTreeSet<&[String]> = BTreeSet::new();
+    for (path, kind) in &sorted.entries {
+        let rel = path.join("/");
+        for i in 1..path.len() {
+            if made.insert(&path[..i]) {
+                root.create_dir(&path[..i].join("/"))
+                    .map_err(|e| classify(&fs, path, e))?;
+            }
+        }
+        match kind {
+            Kind::Dir => {
+                root.create_dir(&rel).map_err(|e| classify(&fs, path, e))?;
+                made.insert(path);
+            }
+            Kind::File { .. } | Kind::Link(_) => {
+                let (offset, size) = match kind {
+                    Kind::File { offset, size } => (*offset, *size),
+                    Kind::Link(target) => match sorted.entries.get(target) {
+                        Some(Kind::File { offset, size }) => (*offset, *size),
+                        _ => unreachable!("hardlink targets are checked in scan"),
+                    },
+                    Kind::Dir => unreachable!(),
+                };
+                let mut f = root.create_file(&rel).map_err(|e| classify(&fs, path, e))?;
+                data.seek(SeekFrom::Start(offset))
+                    .map_err(|source| VfatError::ReadTree {
+                        path: tree.to_path_buf(),
+                        source,
+                    })?;
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    data.read_exact(&mut buf[..n])
+                        .map_err(|source| VfatError::ReadTree {
+                            path: tree.to_path_buf(),
+                            source,
+                        })?;
+                    f.write_all(&buf[..n]).map_err(|e| classify(&fs, path, e))?;
+                    left -= n as u64;
+                }
+                f.flush().map_err(|e| classify(&fs, path, e))?;
+            }
+        }
+    }
+    drop(root);
+    // Counting the free clusters records the count in the FSInfo sector (written by unmount);
+    // otherwise it says "unknown" and fsck.fat notes it.
+    fs.stats().map_err(wr)?;
+    fs.unmount().map_err(wr)?;
+    disk.flush().map_err(wr)?;
+    drop(disk);
+    image.commit().map_err(wr)?;
+
+    Ok(VfatParams {
+        schema: PARAMS_SCHEMA.to_string(),
+        volume_id: format_volume_id(id),
+        label: opts.label.clone(),
+        fat_type: "FAT32".to_string(),
+        size_bytes: opts.size,
+        cluster_size,
+        source_date_epoch: opts.source_date_epoch.seconds(),
+    })
+}
+
+/// Writes the parameters as pretty JSON (with a final newline) through an [`AtomicFile`].
+pub fn write_params(params: &VfatParams, out: &Path) -> Result<(), VfatError> {
+    let wr = |source: io::Error| VfatError::Write {
+        path: out.to_path_buf(),
+        source,
+    };
+    let mut f = AtomicFile::create(out).map_err(wr)?;
+    serde_json::to_writer_pretty(&mut f, params).map_err(|e| wr(e.into()))?;
+    f.write_all(b"\n").map_err(wr)?;
+    f.commit().map_err(wr)
+}
+
+/// A write-back cache of 4 KiB blocks in front of the image file.
+///
+/// fatfs reads and writes FAT entries four bytes at a time; straight to the file that is one
+/// system call each. fatfs 0.3 has no buffering of its own and `fscommon::BufStream` is a plain
+/// read buffer, so this keeps the touched blocks in memory until `flush`. The cache is bounded:
+/// when it holds more than `LIMIT` blocks it is written back and cleared, in block order.
+struct SectorCache<F: Read + Write + Seek> {
+    inner: F,
+    pos: u64,
+    /// The FAT32 root directory's first cluster, once the volume is formatted.
+    root_cluster: Option<u32>,
+    blocks: BTreeMap<u64, (Box<[u8; BLOCK]>, bool)>,
+}
+
+const BLOCK: usize = 4096;
+const LIMIT: usize = 4096; // 16 MiB
+
+impl<F: Read + Write + Seek> SectorCache<F> {
+    fn new(inner: F) -> Self {
+        SectorCache {
+            inner,
+            pos: 0,
+            root_cluster: None,
+            blocks: BTreeMap::new(),
+        }
+    }
+
+    fn block(&mut self, index: u64) -> io::Result<&mut (Box<[u8; BLOCK]>, bool)> {
+        if !self.blocks.contains_key(&index) {
+            if self.blocks.len() >= LIMIT {
+                self.flush()?;
+                self.blocks.clear();
+            }
+            let mut b = Box::new([0u8; BLOCK]);
+            self.inner.seek(SeekFrom::Start(index * BLOCK as u64))?;
+            let mut got = 0;
+            while got < BLOCK {
+                match self.inner.read(&mut b[got..])? {
+                    0 => break, // past the end: reads as zeros, as a sparse file does
+                    n => got += n,
+                }
+            }
+            self.blocks.insert(index, (b, false));
+        }
+        Ok(self.blocks.get_mut(&index).expect("inserted above"))
+    }
+}
+
+impl<F: Read + Write + Seek> SectorCache<F> {
+    /// Works around a fatfs 0.3.6 bug: `create_dir` writes a long-name entry before each of the
+    /// new directory's `.` and `..` entries, so the directory starts
+    /// `[LFN "."] [.] [LFN ".."] [..]`, which fsck.fat rejects (`.` and `..` must be the first two
+    /// slots), and gives `..` of a top-level directory the root's cluster number instead of 0.
+    /// When the write that completes such a `..` entry lands (the last step of
+    /// `create_dir`, before anything else is put in the directory), the four slots are rewritten
+    /// to `[.] [..] [free] [free]`. fatfs keeps no copy of directory contents, so it then appends
+    /// the directory's children from slot 2 on.
+    fn fix_dot_entries(&mut self, end: u64) -> io::Result<()> {
+        if end < 128 || !(end - 128).is_multiple_of(SECTOR) {
+            return Ok(());
+        }
+        let start = end - 128; // sector aligned, so the 128 bytes lie in one block
+        let root_cluster = self.root_cluster;
+        let off = (start % BLOCK as u64) as usize;
+        let (b, dirty) = self.block(start / BLOCK as u64)?;
+        let s = &mut b[off..off + 128];
+        const LFN: u8 = 0x0f;
+        const DIRECTORY: u8 = 0x10;
+        let pattern = s[11] == LFN
+            && &s[32..43] == b".          "
+            && s[43] == DIRECTORY
+            && s[75] == LFN
+            && &s[96..107] == b"..         "
+            && s[107] == DIRECTORY;
+        if pattern {
+            s.copy_within(32..64, 0);
+            s.copy_within(96..128, 32);
+            s[64..128].fill(0);
+            // A `..` that points at the FAT32 root directory must say cluster 0 (FAT spec);
+            // fatfs writes the root's cluster number there.
+            let dotdot = &mut s[32..64];
+            let cluster = u32::from(u16::from_le_bytes([dotdot[26], dotdot[27]]))
+                | u32::from(u16::from_le_bytes([dotdot[20], dotdot[21]])) << 16;
+            if Some(cluster) == root_cluster {
+                dotdot[20..22].fill(0);
+                dotdot[26..28].fill(0);
+            }
+            *dirty = true;
+        }
+        Ok(())
+    }
+}
+
+impl<F: Read + Write + Seek> Read for SectorCache<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let index = self.pos / BLOCK as u64;
+        let off = (self.pos % BLOCK as u64) as usize;
+        let n = buf.len().min(BLOCK - off);
+        let (b, _) = self.block(index)?;
+        buf[..n].copy_from_slice(&b[off..off + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<F: Read + Write + Seek> Write for SectorCache<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let index = self.pos / BLOCK as u64;
+        let off = (self.pos % BLOCK as u64) as usize;
+        let n = buf.len().min(BLOCK - off);
+        if off == 0 && n == BLOCK && !self.blocks.contains_key(&index) {
+            // A whole block of file data: write it through, no need to cache it.
+            self.inner.seek(SeekFrom::Start(self.pos))?;
+            self.inner.write_all(&buf[..BLOCK])?;
+        } else {
+            let (b, dirty) = self.block(index)?;
+            b[off..off + n].copy_from_slice(&buf[..n]);
+            *dirty = true;
+        }
+        self.pos += n as u64;
+        if self.pos.is_multiple_of(32) {
+            self.fix_dot_entries(self.pos)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        for (index, (b, dirty)) in self.blocks.iter_mut() {
+            if *dirty {
+                self.inner.seek(SeekFrom::Start(index * BLOCK as u64))?;
+                self.inner.write_all(&b[..])?;
+                *dirty = false;
+            }
+        }
+        self.inner.flush()
+    }
+}
+
+impl<F: Read + Write + Seek> Seek for SectorCache<F> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.pos = match pos {
+            SeekFrom::Start(p) => p,
+            SeekFrom::Current(d) => self
+                .pos
+                .checked_add_signed(d)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?,
+            SeekFrom::End(d) => {
+                let end = self.inner.seek(SeekFrom::End(0))?;
+                end.checked_add_signed(d).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "seek before start")
+                })?
+            }
+        };
+        Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_and_clamped() {
+        // 2023-11-14T22:13:20Z
+        let dt = fat_date_time(SourceDateEpoch(1_700_000_000));
+        assert_eq!((dt.date.year, dt.date.month, dt.date.day), (2023, 11, 14));
+        assert_eq!((dt.time.hour, dt.time.min, dt.time.sec), (22, 13, 20));
+        // 2000-02-29T23:59:59Z: a leap day
+        let dt = fat_date_time(SourceDateEpoch(951_868_799));
+        assert_eq!((dt.date.year, dt.date.month, dt.date.day), (2000, 2, 29));
+        assert_eq!((dt.time.hour, dt.time.min, dt.time.sec), (23, 59, 59));
+        // before 1980: clamped
+        let dt = fat_date_time(SourceDateEpoch(0));
+        assert_eq!((dt.date.year, dt.date.month, dt.date.day), (1980, 1, 1));
+        assert_eq!((dt.time.hour, dt.time.min, dt.time.sec), (0, 0, 0));
+        let dt = fat_date_time(SourceDateEpoch(SourceDateEpoch::MAX));
+        assert_eq!(dt.date.year, 2106);
+    }
+
+    #[test]
+    fn labels_are_checked() {
+        assert_eq!(&validate_label("ESP").unwrap(), b"ESP        ");
+        assert!(validate_label("").is_err());
+        assert!(validate_label("TWELVE_CHARS").is_err());
+        let e = validate_label("esp").unwrap_err().to_string();
+        assert!(e.contains("upper case"), "{e}");
+        assert!(validate_label("A.B").is_err());
+    }
+
+    #[test]
+    fn volume_id_is_the_uuid_prefix() {
+        let id = volume_id("s", "ESP");
+        let u = seed::format_uuid(&seed::derive_uuid("s", "vfat:volume_id:ESP"));
+        assert_eq!(format!("{id:08x}"), u[..8]);
+        assert_ne!(id, volume_id("t", "ESP"));
+        assert_eq!(format_volume_id(0x1234abcd), "1234-ABCD");
+    }
+}
