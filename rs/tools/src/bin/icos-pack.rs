@@ -12,7 +12,7 @@ use icos_release::pack::{pack, PackInput, PackOptions};
     after_help = "EXAMPLES:\n  icos-pack --out disk-img.tar.zst --source-date-epoch 1700000000 disk.img\n  \
 icos-pack --out update-img.tar.zst --source-date-epoch 1700000000 \\\n            --name boot.img --name root.img esp.vfat root.ext4\n\n\
 Entries: mode 0644, owner 0:0, mtime SOURCE_DATE_EPOCH; files with all-zero 4 KiB blocks are stored\n\
-in the GNU PAX sparse format 1.0. zstd level 10, multithreaded (output independent of the thread\n\
+in the GNU PAX sparse format 1.0. zstd level 3, multithreaded (output independent of the thread\n\
 count), with a content checksum. Prints the archive's sha256 and size."
 )]
 struct Args {
