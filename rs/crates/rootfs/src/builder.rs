@@ -1,0 +1,350 @@
+//! The public entry point: layers in, spec applied, one tar and one manifest out.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+use icos_common::{AtomicFile, HashingReader, HashingWriter, SourceDateEpoch};
+
+use crate::error::{EntryProblem, RootfsError};
+use crate::manifest::{
+    BaseInput, FileInput, Inputs, Manifest, OutputInfo, SpecInput, ToolInfo, SCHEMA, TOOL_NAME,
+};
+use crate::spec::{Content, ImageSpec, Owner};
+use crate::tree::{Kind, Meta, Node, Tree};
+use crate::{layer, writer};
+
+/// Builds one rootfs: apply base layers in order with [`RootfsBuilder::apply_layer`], then the
+/// image's own changes with [`RootfsBuilder::apply_spec`], then [`RootfsBuilder::write`].
+pub struct RootfsBuilder {
+    tree: Tree,
+    epoch: SourceDateEpoch,
+    spec: Option<SpecInput>,
+    files: BTreeMap<String, FileInput>,
+    extra_layers: Vec<FileInput>,
+    unmatched_removals: Vec<String>,
+}
+
+/// What a successful build wrote.
+#[derive(Debug)]
+pub struct BuildReport {
+    pub manifest: Manifest,
+    /// `remove` patterns of the spec that matched nothing (not an error; worth a warning).
+    pub unmatched_removals: Vec<String>,
+}
+
+impl RootfsBuilder {
+    /// `spool_dir` holds the one anonymous temporary file for file contents while the tree is
+    /// built: pass the output directory (same filesystem, no data written anywhere else).
+    pub fn new(spool_dir: &Path, epoch: SourceDateEpoch) -> Result<Self, RootfsError> {
+        let tree = Tree::new(spool_dir, epoch.seconds()).map_err(|source| RootfsError::Io {
+            context: "cannot create the temporary content spool in",
+            path: spool_dir.to_path_buf(),
+            source,
+        })?;
+        Ok(RootfsBuilder {
+            tree,
+            epoch,
+            spec: None,
+            files: BTreeMap::new(),
+            extra_layers: Vec::new(),
+            unmatched_removals: Vec::new(),
+        })
+    }
+
+    /// Applies one uncompressed layer tar stream on top of everything applied so far.
+    /// `name` identifies the layer in errors, e.g. `layer 2 (sha256:…) of oci:…`.
+    /// The stream is read to its end (a verifying reader checks its digest there).
+    pub fn apply_layer(&mut self, name: &str, mut layer: impl Read) -> Result<(), RootfsError> {
+        layer::apply(&mut self.tree, name, &mut layer)
+    }
+
+    /// Applies the spec: extra layers, then removals, then dirs, files and symlinks.
+    pub fn apply_spec(&mut self, spec: &ImageSpec) -> Result<(), RootfsError> {
+        let spec_path = spec.path.to_string_lossy().into_owned();
+        self.spec = Some(SpecInput {
+            path: spec_path.clone(),
+            sha256: spec.sha256,
+        });
+        let spec_error = |problem: String| RootfsError::Spec {
+            path: spec.path.clone(),
+            problem,
+        };
+
+        for source in &spec.layers {
+            let name = format!("extra layer {:?} of {}", source.name, spec_path);
+            let file = File::open(&source.resolved).map_err(|e| {
+                spec_error(format!(
+                    "[[layer]] source {:?}: cannot open {}: {e}",
+                    source.name,
+                    source.resolved.display()
+                ))
+            })?;
+            let mut hashing = HashingReader::new(file);
+            {
+                let stream: Box<dyn Read + '_> = decompressor(&source.name, &mut hashing)
+                    .map_err(|e| spec_error(format!("[[layer]] source {:?}: {e}", source.name)))?;
+                self.apply_layer(&name, stream)?;
+            }
+            // Hash the whole file, including bytes after the compressed stream.
+            io::copy(&mut hashing, &mut io::sink()).map_err(|e| {
+                spec_error(format!(
+                    "[[layer]] source {:?}: cannot read {}: {e}",
+                    source.name,
+                    source.resolved.display()
+                ))
+            })?;
+            let (sha256, size) = hashing.finish();
+            self.extra_layers.push(FileInput {
+                path: source.name.clone(),
+                sha256,
+                size,
+            });
+        }
+
+        self.apply_removals(spec)?;
+
+        self.tree.begin_step();
+        let epoch = self.epoch.seconds();
+        let meta_of = |owner: &Owner| Meta {
+            mode: owner.mode,
+            uid: owner.uid.into(),
+            gid: owner.gid.into(),
+            mtime: epoch,
+            xattrs: owner.xattrs.clone(),
+        };
+        for dir in &spec.dirs {
+            self.tree
+                .put(&dir.path, Kind::Dir, meta_of(&dir.owner))
+                .map_err(|p| spec_error(format!("{}: {}", dir.label, describe(&p))))?;
+        }
+        for file in &spec.files {
+            self.make_room(&file.path)
+                .map_err(|p| spec_error(format!("{}: {p}", file.label)))?;
+            let inode = match &file.content {
+                Content::Inline(text) => self
+                    .tree
+                    .spool_file(
+                        &mut text.as_bytes(),
+                        text.len() as u64,
+                        meta_of(&file.owner),
+                    )
+                    .map_err(|e| {
+                        spec_error(format!("{}: cannot spool the content: {e}", file.label))
+                    })?
+                    .expect("in-memory content is complete"),
+                Content::Source(source) => {
+                    let inode =
+                        self.spool_source(&file.label, source, meta_of(&file.owner), spec)?;
+                    let stored = &self.tree.inodes[inode];
+                    self.files.insert(
+                        source.name.clone(),
+                        FileInput {
+                            path: source.name.clone(),
+                            sha256: stored.sha256,
+                            size: stored.size,
+                        },
+                    );
+                    inode
+                }
+            };
+            self.tree
+                .put(&file.path, Kind::File(inode), Meta::default())
+                .map_err(|p| spec_error(format!("{}: {}", file.label, describe(&p))))?;
+        }
+        for link in &spec.symlinks {
+            self.make_room(&link.path)
+                .map_err(|p| spec_error(format!("{}: {p}", link.label)))?;
+            let meta = Meta {
+                mode: 0o777,
+                uid: link.uid.into(),
+                gid: link.gid.into(),
+                mtime: epoch,
+                xattrs: Default::default(),
+            };
+            self.tree
+                .put(&link.path, Kind::Symlink(link.target.clone()), meta)
+                .map_err(|p| spec_error(format!("{}: {}", link.label, describe(&p))))?;
+        }
+        Ok(())
+    }
+
+    /// A file or symlink may replace anything but a directory that still has children.
+    fn make_room(&mut self, path: &str) -> Result<(), String> {
+        if let Some(Node {
+            kind: Kind::Dir, ..
+        }) = self.tree.nodes.get(path)
+        {
+            if self.tree.has_children(path) {
+                return Err(format!(
+                    "/{path} is a non-empty directory in the layers; remove its contents first (remove = [\"/{path}/**\"]) or choose another path"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn spool_source(
+        &mut self,
+        label: &str,
+        source: &crate::spec::SpecSource,
+        meta: Meta,
+        spec: &ImageSpec,
+    ) -> Result<usize, RootfsError> {
+        let spec_error = |problem: String| RootfsError::Spec {
+            path: spec.path.clone(),
+            problem,
+        };
+        // Follows symlinks on purpose: Bazel stages inputs as symlinks.
+        let mut file = File::open(&source.resolved).map_err(|e| {
+            spec_error(format!(
+                "{label}: cannot open source {}: {e}",
+                source.resolved.display()
+            ))
+        })?;
+        let metadata = file.metadata().map_err(|e| {
+            spec_error(format!(
+                "{label}: cannot stat source {}: {e}",
+                source.resolved.display()
+            ))
+        })?;
+        if !metadata.is_file() {
+            return Err(spec_error(format!(
+                "{label}: source {} is not a regular file",
+                source.resolved.display()
+            )));
+        }
+        let expected = metadata.len();
+        match self.tree.spool_file(&mut file, expected, meta) {
+            Ok(Ok(inode)) => Ok(inode),
+            Ok(Err(got)) => Err(spec_error(format!(
+                "{label}: source {} changed while it was read ({expected} bytes expected, {got} read)",
+                source.resolved.display()
+            ))),
+            Err(e) => Err(spec_error(format!("{label}: cannot read source {}: {e}", source.resolved.display()))),
+        }
+    }
+
+    fn apply_removals(&mut self, spec: &ImageSpec) -> Result<(), RootfsError> {
+        let mut matched = vec![false; spec.remove.len()];
+        let mut doomed: Vec<String> = Vec::new();
+        let mut hits = Vec::new();
+        for path in self.tree.nodes.keys().skip(1) {
+            spec.remove_set.matches_into(format!("/{path}"), &mut hits);
+            if !hits.is_empty() {
+                for &i in &hits {
+                    matched[i] = true;
+                }
+                // Sorted order: a removed directory precedes its subtree, which goes with it.
+                if !doomed.last().is_some_and(|d| {
+                    path.starts_with(d.as_str()) && path.as_bytes().get(d.len()) == Some(&b'/')
+                }) {
+                    doomed.push(path.clone());
+                }
+            }
+        }
+        for path in &doomed {
+            self.tree.remove_subtree(path, true, None);
+        }
+        self.unmatched_removals = spec
+            .remove
+            .iter()
+            .zip(&matched)
+            .filter(|(_, &m)| !m)
+            .map(|(p, _)| p.clone())
+            .collect();
+        Ok(())
+    }
+
+    /// Writes the normalized tar to `out` and returns the manifest describing it.
+    pub fn write_to(
+        &self,
+        out: impl Write,
+        base: Option<BaseInput>,
+    ) -> Result<Manifest, io::Error> {
+        let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+        let entries = writer::write_tar(&self.tree, &mut hashing)?;
+        let (buffered, sha256, size) = hashing.finish();
+        buffered.into_inner().map_err(|e| e.into_error())?.flush()?;
+        Ok(Manifest {
+            schema: SCHEMA.to_string(),
+            tool: ToolInfo {
+                name: TOOL_NAME.to_string(),
+                version: icos_common::TOOLS_VERSION.to_string(),
+            },
+            source_date_epoch: self.epoch.seconds(),
+            inputs: Inputs {
+                base,
+                spec: self.spec.clone(),
+                files: self.files.values().cloned().collect(),
+                extra_layers: self.extra_layers.clone(),
+            },
+            output: OutputInfo { sha256, size },
+            entries,
+        })
+    }
+
+    /// Writes the rootfs tar and its manifest. Both appear under their final names only if the
+    /// whole build succeeds.
+    pub fn write(
+        self,
+        tar_path: &Path,
+        manifest_path: &Path,
+        base: Option<BaseInput>,
+    ) -> Result<BuildReport, RootfsError> {
+        let io_error = |context: &'static str, path: &Path| {
+            let path: PathBuf = path.to_path_buf();
+            move |source| RootfsError::Io {
+                context,
+                path,
+                source,
+            }
+        };
+        let mut tar_file =
+            AtomicFile::create(tar_path).map_err(io_error("cannot create", tar_path))?;
+        let manifest = self
+            .write_to(tar_file.file(), base)
+            .map_err(io_error("cannot write", tar_path))?;
+        let mut manifest_file =
+            AtomicFile::create(manifest_path).map_err(io_error("cannot create", manifest_path))?;
+        let mut json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        json.push(b'\n');
+        manifest_file
+            .write_all(&json)
+            .map_err(io_error("cannot write", manifest_path))?;
+        tar_file
+            .commit()
+            .map_err(io_error("cannot write", tar_path))?;
+        if let Err(source) = manifest_file.commit() {
+            // Never leave a tar without its manifest.
+            let _ = std::fs::remove_file(tar_path);
+            return Err(RootfsError::Io {
+                context: "cannot write",
+                path: manifest_path.to_path_buf(),
+                source,
+            });
+        }
+        Ok(BuildReport {
+            manifest,
+            unmatched_removals: self.unmatched_removals,
+        })
+    }
+}
+
+fn describe(problem: &EntryProblem) -> String {
+    problem.to_string()
+}
+
+/// Extra layers may be compressed; the file name says how.
+fn decompressor<'a>(name: &str, input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let lower = name.to_ascii_lowercase();
+    Ok(if lower.ends_with(".gz") || lower.ends_with(".tgz") {
+        Box::new(MultiGzDecoder::new(input))
+    } else if lower.ends_with(".zst") || lower.ends_with(".tzst") {
+        Box::new(zstd::stream::read::Decoder::new(input)?)
+    } else {
+        Box::new(input)
+    })
+}

@@ -1,0 +1,379 @@
+//! Applies one uncompressed layer tar stream onto the tree, with OCI whiteout semantics.
+
+use std::io::{self, Read};
+
+use base64::Engine as _;
+use tar::EntryType;
+
+use crate::error::{EntryProblem, RootfsError};
+use crate::path;
+use crate::tree::{Kind, Meta, Tree, Xattrs};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// AUFS bookkeeping entries (`.wh..wh.plnk`, `.wh..wh.aufs`): Docker skips them, and so do we.
+const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
+
+pub(crate) fn apply(
+    tree: &mut Tree,
+    layer: &str,
+    reader: &mut dyn Read,
+) -> Result<(), RootfsError> {
+    tree.begin_step();
+    let mut archive = tar::Archive::new(reader);
+    let mut last_entry: Option<String> = None;
+    let read_error = |last: &Option<String>, source: io::Error| RootfsError::LayerRead {
+        layer: layer.to_string(),
+        context: match last {
+            Some(entry) => format!("cannot read the tar header after entry {entry:?}"),
+            None => "cannot read the first tar header".to_string(),
+        },
+        source,
+    };
+    let entries = archive.entries().map_err(|e| read_error(&None, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| read_error(&last_entry, e))?;
+        let raw_path = entry.path_bytes().into_owned();
+        let display = String::from_utf8_lossy(&raw_path).into_owned();
+        let entry_error = |problem| RootfsError::Entry {
+            layer: layer.to_string(),
+            entry: display.clone(),
+            problem,
+        };
+        match apply_entry(tree, &mut entry, &raw_path) {
+            Ok(()) => {}
+            Err(Failure::Entry(problem)) => return Err(entry_error(problem)),
+            Err(Failure::Read(source)) => {
+                return Err(RootfsError::LayerRead {
+                    layer: layer.to_string(),
+                    context: format!("cannot read the data of entry {display:?}"),
+                    source,
+                })
+            }
+        }
+        last_entry = Some(display);
+    }
+    // Read to the very end: a verifying reader checks the digest only once it has seen every byte.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|source| RootfsError::LayerRead {
+        layer: layer.to_string(),
+        context: "cannot read the end of the layer".to_string(),
+        source,
+    })?;
+    Ok(())
+}
+
+enum Failure {
+    Entry(EntryProblem),
+    Read(io::Error),
+}
+
+impl From<EntryProblem> for Failure {
+    fn from(p: EntryProblem) -> Self {
+        Failure::Entry(p)
+    }
+}
+
+fn bad_header(field: &'static str) -> impl Fn(io::Error) -> Failure {
+    move |e| {
+        Failure::Entry(EntryProblem::BadHeader {
+            field,
+            detail: e.to_string(),
+        })
+    }
+}
+
+fn apply_entry<R: Read>(
+    tree: &mut Tree,
+    entry: &mut tar::Entry<'_, R>,
+    raw_path: &[u8],
+) -> Result<(), Failure> {
+    let entry_type = entry.header().entry_type();
+    let pax = read_pax(entry)?;
+    if entry_type == EntryType::XGlobalHeader {
+        // `git archive` writes one with a comment; anything else would rewrite later entries.
+        return match pax.iter().find(|(key, _)| key != "comment") {
+            Some((key, _)) => Err(EntryProblem::GlobalHeader { key: key.clone() }.into()),
+            None => Ok(()),
+        };
+    }
+    if pax.iter().any(|(key, _)| key.starts_with("GNU.sparse.")) {
+        return Err(EntryProblem::Sparse.into());
+    }
+
+    let target = path::normalize(raw_path)?;
+    let name = path::file_name(&target);
+    if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+        let dir = path::parent(&target);
+        if name == OPAQUE_MARKER {
+            tree.opaque(dir)?;
+        } else if name.starts_with(WHITEOUT_META_PREFIX) {
+            // AUFS metadata: not content.
+        } else {
+            tree.whiteout(dir, hidden)?;
+        }
+        return Ok(());
+    }
+
+    let header = entry.header();
+    let mode = header.mode().map_err(bad_header("mode"))? & 0o7777;
+    let uid = header.uid().map_err(bad_header("uid"))?;
+    let gid = header.gid().map_err(bad_header("gid"))?;
+    let mtime = match pax.iter().find(|(key, _)| key == "mtime") {
+        Some((_, value)) => parse_pax_time(value)?,
+        None => header.mtime().map_err(bad_header("mtime"))?,
+    };
+    let meta = Meta {
+        mode,
+        uid,
+        gid,
+        mtime: mtime.min(tree.epoch()),
+        xattrs: collect_xattrs(&pax)?,
+    };
+
+    let kind = match entry_type {
+        EntryType::Directory => Kind::Dir,
+        EntryType::Regular | EntryType::Continuous => {
+            // Check the place before spending I/O on the content.
+            if target.is_empty() {
+                return Err(EntryProblem::RootNotDirectory {
+                    kind: "regular file",
+                }
+                .into());
+            }
+            tree.check_parents(&target, false)?;
+            let expected = entry.size();
+            match tree
+                .spool_file(entry, expected, meta.clone())
+                .map_err(Failure::Read)?
+            {
+                Ok(inode) => Kind::File(inode),
+                Err(got) => return Err(EntryProblem::Truncated { expected, got }.into()),
+            }
+        }
+        EntryType::Link => {
+            let raw = entry.link_name_bytes().unwrap_or_default();
+            let link_target = match path::normalize(&raw) {
+                Ok(t) => t,
+                Err(EntryProblem::EscapesRoot) => {
+                    return Err(EntryProblem::HardlinkEscapes {
+                        target: String::from_utf8_lossy(&raw).into_owned(),
+                    }
+                    .into())
+                }
+                Err(_) => return Err(EntryProblem::HardlinkNonUtf8.into()),
+            };
+            return link(tree, &target, &link_target);
+        }
+        EntryType::Symlink => {
+            let raw = entry.link_name_bytes().unwrap_or_default();
+            if raw.is_empty() {
+                return Err(EntryProblem::BadSymlinkTarget("empty").into());
+            }
+            if raw.contains(&0) {
+                return Err(EntryProblem::BadSymlinkTarget("contains a NUL byte").into());
+            }
+            let text = String::from_utf8(raw.into_owned())
+                .map_err(|_| EntryProblem::BadSymlinkTarget("not valid UTF-8"))?;
+            Kind::Symlink(text)
+        }
+        EntryType::Char | EntryType::Block => {
+            let major = header
+                .device_major()
+                .map_err(bad_header("device major"))?
+                .unwrap_or(0);
+            let minor = header
+                .device_minor()
+                .map_err(bad_header("device minor"))?
+                .unwrap_or(0);
+            if entry_type == EntryType::Char {
+                Kind::Char { major, minor }
+            } else {
+                Kind::Block { major, minor }
+            }
+        }
+        EntryType::Fifo => Kind::Fifo,
+        EntryType::GNUSparse => return Err(EntryProblem::Sparse.into()),
+        other => {
+            let typeflag = other.as_byte() as char;
+            let what = match typeflag {
+                's' => "socket",
+                'V' => "GNU volume header",
+                'M' => "GNU multi-volume continuation",
+                'D' => "GNU dump directory",
+                'N' => "old GNU long name",
+                _ => "unknown type",
+            };
+            return Err(EntryProblem::UnsupportedType { typeflag, what }.into());
+        }
+    };
+    let meta = if matches!(kind, Kind::File(_)) {
+        Meta::default()
+    } else {
+        meta
+    };
+    let meta = match kind {
+        Kind::Symlink(_) => Meta {
+            mode: 0o777,
+            ..meta
+        }, // symlink permissions mean nothing on Linux
+        _ => meta,
+    };
+    tree.put(&target, kind, meta)?;
+    Ok(())
+}
+
+/// Adds `path` as another name of `target`'s inode. Only regular files carry hardlinks in the
+/// rootfs tar; a link to a symlink, device or fifo becomes an independent copy of it.
+fn link(tree: &mut Tree, path: &str, target: &str) -> Result<(), Failure> {
+    let node = match tree.nodes.get(target) {
+        None => {
+            return Err(EntryProblem::HardlinkTargetMissing {
+                target: target.to_string(),
+            }
+            .into())
+        }
+        Some(node) if node.kind == Kind::Dir => {
+            return Err(EntryProblem::HardlinkToDirectory {
+                target: target.to_string(),
+            }
+            .into())
+        }
+        Some(node) => node.clone(),
+    };
+    if path == target {
+        return Ok(());
+    }
+    tree.put(path, node.kind, node.meta)?;
+    Ok(())
+}
+
+fn read_pax<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<u8>)>, Failure> {
+    let mut records = Vec::new();
+    let Some(extensions) = entry.pax_extensions().map_err(bad_header("PAX header"))? else {
+        return Ok(records);
+    };
+    for extension in extensions {
+        let extension = extension.map_err(bad_header("PAX record"))?;
+        let key = extension.key().map_err(|_| EntryProblem::BadHeader {
+            field: "PAX record",
+            detail: "key is not UTF-8".to_string(),
+        })?;
+        records.push((key.to_string(), extension.value_bytes().to_vec()));
+    }
+    Ok(records)
+}
+
+/// PAX times are decimal seconds, possibly negative or fractional; whole seconds, floored at 0.
+fn parse_pax_time(value: &[u8]) -> Result<u64, EntryProblem> {
+    let bad = || EntryProblem::BadHeader {
+        field: "PAX mtime",
+        detail: format!(
+            "{:?} is not a decimal number of seconds",
+            String::from_utf8_lossy(value)
+        ),
+    };
+    let text = std::str::from_utf8(value).map_err(|_| bad())?;
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if negative {
+        return Ok(0);
+    }
+    // Anything beyond u64 is clamped to SOURCE_DATE_EPOCH by the caller anyway.
+    Ok(whole.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+/// `SCHILY.xattr.NAME` (raw value) and `LIBARCHIVE.xattr.URLENCODED-NAME` (base64 value); when both
+/// name one attribute, the SCHILY record wins (GNU tar and libarchive write identical values).
+fn collect_xattrs(pax: &[(String, Vec<u8>)]) -> Result<Xattrs, EntryProblem> {
+    let mut xattrs = Xattrs::new();
+    for (key, value) in pax {
+        if let Some(encoded) = key.strip_prefix("LIBARCHIVE.xattr.") {
+            let bad = |detail: String| EntryProblem::BadXattr {
+                key: key.clone(),
+                detail,
+            };
+            let name =
+                percent_decode(encoded).ok_or_else(|| bad("bad %-escape in the name".into()))?;
+            let decoded = base64_engine()
+                .decode(value)
+                .map_err(|e| bad(format!("value is not base64: {e}")))?;
+            check_xattr_name(&name).map_err(|d| bad(d.to_string()))?;
+            xattrs.insert(name, decoded);
+        }
+    }
+    for (key, value) in pax {
+        if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+            check_xattr_name(name).map_err(|d| EntryProblem::BadXattr {
+                key: key.clone(),
+                detail: d.to_string(),
+            })?;
+            xattrs.insert(name.to_string(), value.clone());
+        }
+    }
+    Ok(xattrs)
+}
+
+pub(crate) fn check_xattr_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("empty attribute name");
+    }
+    if name.contains('\0') {
+        return Err("attribute name contains a NUL byte");
+    }
+    Ok(())
+}
+
+fn base64_engine() -> base64::engine::GeneralPurpose {
+    // libarchive writes unpadded base64; accept both forms.
+    let config = base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
+    base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, config)
+}
+
+/// libarchive %-escapes attribute names in PAX keys; a two-line decoder beats a dependency.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(parse_pax_time(b"1700000000.75").unwrap(), 1_700_000_000);
+        assert_eq!(parse_pax_time(b"-5.5").unwrap(), 0);
+        assert_eq!(parse_pax_time(b"12").unwrap(), 12);
+        assert!(parse_pax_time(b"soon").is_err());
+        assert!(parse_pax_time(b"1.2.3").is_err());
+    }
+
+    #[test]
+    fn percent_names() {
+        assert_eq!(percent_decode("user.a%3Db").unwrap(), "user.a=b");
+        assert!(percent_decode("user.%zz").is_none());
+    }
+}

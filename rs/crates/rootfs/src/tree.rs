@@ -1,0 +1,348 @@
+//! The flattened filesystem under construction: a sorted map from path to node, plus the
+//! regular-file contents kept in one spool file. Memory grows with the number of entries only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use icos_common::Digest;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::EntryProblem;
+use crate::path;
+
+pub(crate) type Xattrs = BTreeMap<String, Vec<u8>>;
+
+/// Attributes kept for every entry (atime/ctime are never kept).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Already clamped to SOURCE_DATE_EPOCH.
+    pub mtime: u64,
+    pub xattrs: Xattrs,
+}
+
+/// A regular file's content and attributes; hardlinks share one inode.
+pub(crate) struct Inode {
+    pub meta: Meta,
+    pub offset: u64,
+    pub size: u64,
+    pub sha256: Digest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Dir,
+    /// Index into [`Tree::inodes`]; the attributes live in the inode.
+    File(usize),
+    Symlink(String),
+    Char {
+        major: u32,
+        minor: u32,
+    },
+    Block {
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
+}
+
+impl Kind {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Kind::Dir => "directory",
+            Kind::File(_) => "regular file",
+            Kind::Symlink(_) => "symlink",
+            Kind::Char { .. } => "character device",
+            Kind::Block { .. } => "block device",
+            Kind::Fifo => "fifo",
+        }
+    }
+
+    fn same_type(&self, other: &Kind) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub kind: Kind,
+    /// Unused for [`Kind::File`] (see the inode).
+    pub meta: Meta,
+    /// The step (layer, or the spec) that last wrote this path: whiteouts only hide entries of
+    /// lower steps, and one step must not write conflicting types to one path.
+    pub step: u32,
+}
+
+/// Append-only store of file contents: one anonymous temporary file (unlinked at creation, so it
+/// never shows up in the output directory and vanishes even if the process is killed).
+struct Spool {
+    file: File,
+    len: u64,
+}
+
+const COPY_BUFFER: usize = 1 << 20;
+
+pub(crate) struct Tree {
+    pub nodes: BTreeMap<String, Node>,
+    pub inodes: Vec<Inode>,
+    spool: Spool,
+    buffer: Vec<u8>,
+    epoch: u64,
+    step: u32,
+}
+
+/// Result of spooling a stream: `Err(got)` when it ended before `expected` bytes.
+pub(crate) type SpoolResult = Result<usize, u64>;
+
+impl Tree {
+    pub fn new(spool_dir: &Path, epoch: u64) -> io::Result<Self> {
+        let file = tempfile::tempfile_in(spool_dir)?;
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            String::new(),
+            Node {
+                kind: Kind::Dir,
+                meta: implicit_dir_meta(epoch),
+                step: 0,
+            },
+        );
+        Ok(Tree {
+            nodes,
+            inodes: Vec::new(),
+            spool: Spool { file, len: 0 },
+            buffer: vec![0; COPY_BUFFER],
+            epoch,
+            step: 0,
+        })
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Starts a new step (a layer, or the spec's injections).
+    pub fn begin_step(&mut self) {
+        self.step += 1;
+    }
+
+    /// Copies exactly `expected` bytes (or fewer if the stream ends) into the spool, hashing them,
+    /// and makes an inode of them. I/O errors are returned as the outer error.
+    pub fn spool_file(
+        &mut self,
+        reader: &mut dyn Read,
+        expected: u64,
+        meta: Meta,
+    ) -> io::Result<SpoolResult> {
+        let offset = self.spool.len;
+        let mut hasher = Sha256::new();
+        let mut copied = 0u64;
+        loop {
+            let n = match reader.read(&mut self.buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&self.buffer[..n]);
+            (&self.spool.file).write_all(&self.buffer[..n])?;
+            copied += n as u64;
+        }
+        self.spool.len += copied;
+        if copied != expected {
+            return Ok(Err(copied));
+        }
+        self.inodes.push(Inode {
+            meta,
+            offset,
+            size: copied,
+            sha256: Digest::from_bytes(hasher.finalize().into()),
+        });
+        Ok(Ok(self.inodes.len() - 1))
+    }
+
+    /// Streams an inode's content out of the spool through `buffer` (positional reads, so the
+    /// spool needs no seeking).
+    pub fn copy_content(
+        &self,
+        inode: &Inode,
+        buffer: &mut Vec<u8>,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        buffer.resize(COPY_BUFFER, 0);
+        let mut position = inode.offset;
+        let end = inode.offset + inode.size;
+        while position < end {
+            let n = buffer.len().min((end - position) as usize);
+            self.spool.file.read_exact_at(&mut buffer[..n], position)?;
+            out.write_all(&buffer[..n])?;
+            position += n as u64;
+        }
+        Ok(())
+    }
+
+    pub fn meta_of<'a>(&'a self, node: &'a Node) -> &'a Meta {
+        match node.kind {
+            Kind::File(inode) => &self.inodes[inode].meta,
+            _ => &node.meta,
+        }
+    }
+
+    /// Checks that every ancestor of `path` is a directory, creating missing ones (0755 0:0, mtime
+    /// = SOURCE_DATE_EPOCH) when `create`. Returns false when an ancestor is missing and not created.
+    pub fn check_parents(&mut self, path: &str, create: bool) -> Result<bool, EntryProblem> {
+        for ancestor in path::ancestors(path) {
+            match self.nodes.get(ancestor) {
+                Some(Node {
+                    kind: Kind::Dir, ..
+                }) => {}
+                Some(other) => {
+                    return Err(EntryProblem::ParentNotDirectory {
+                        parent: ancestor.to_string(),
+                        kind: other.kind.describe(),
+                    })
+                }
+                None if create => {
+                    let node = Node {
+                        kind: Kind::Dir,
+                        meta: implicit_dir_meta(self.epoch),
+                        step: self.step,
+                    };
+                    self.nodes.insert(ancestor.to_string(), node);
+                }
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes `kind` at `path` in the current step, with layer semantics: a directory over a
+    /// directory updates its attributes and keeps the children; anything else replaces the old
+    /// entry and its whole subtree. One step must not write two different types to one path.
+    pub fn put(&mut self, path: &str, kind: Kind, meta: Meta) -> Result<(), EntryProblem> {
+        if path.is_empty() && kind != Kind::Dir {
+            return Err(EntryProblem::RootNotDirectory {
+                kind: kind.describe(),
+            });
+        }
+        self.check_parents(path, true)?;
+        let step = self.step;
+        if let Some(existing) = self.nodes.get_mut(path) {
+            if existing.step == step && !existing.kind.same_type(&kind) {
+                return Err(EntryProblem::ConflictingTypes {
+                    earlier: existing.kind.describe(),
+                    later: kind.describe(),
+                });
+            }
+            if existing.kind == Kind::Dir && kind != Kind::Dir {
+                self.remove_subtree(path, false, None);
+            }
+        }
+        self.nodes
+            .insert(path.to_string(), Node { kind, meta, step });
+        Ok(())
+    }
+
+    /// Applies `.wh.NAME` found in directory `dir`: deletes `dir/NAME` and its subtree as they were
+    /// in lower steps (entries written by the current step survive, per the OCI spec).
+    pub fn whiteout(&mut self, dir: &str, name: &str) -> Result<(), EntryProblem> {
+        let what = match name {
+            "" => Some("its own directory"),
+            "." => Some("its own directory"),
+            ".." => Some("the parent directory"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            return Err(EntryProblem::InvalidWhiteout {
+                name: format!(".wh.{name}"),
+                what,
+            });
+        }
+        let target = path::join(dir, name);
+        if !self.check_parents(&target, false)? {
+            return Ok(()); // nothing below a missing directory to delete
+        }
+        let step = self.step;
+        self.remove_subtree(&target, true, Some(step));
+        Ok(())
+    }
+
+    /// Applies `.wh..wh..opq` in `dir`: the directory's children from lower steps disappear.
+    pub fn opaque(&mut self, dir: &str) -> Result<(), EntryProblem> {
+        if !dir.is_empty() {
+            let mut probe = dir.to_string();
+            probe.push_str("/.wh..wh..opq");
+            if !self.check_parents(&probe, false)? {
+                return Ok(());
+            }
+        }
+        let step = self.step;
+        self.remove_subtree(dir, false, Some(step));
+        Ok(())
+    }
+
+    /// Removes `root` (if `include_self`) and everything below it. With `keep_step`, entries
+    /// written by that step survive, and so do the directories leading to them.
+    pub fn remove_subtree(
+        &mut self,
+        root: &str,
+        include_self: bool,
+        keep_step: Option<u32>,
+    ) -> usize {
+        let descendants: Vec<String> = if root.is_empty() {
+            self.nodes.keys().skip(1).cloned().collect()
+        } else {
+            // Children of "a" are exactly the keys in ["a/", "a0"): '0' follows '/' in ASCII.
+            let low = format!("{root}/");
+            let high = format!("{root}0");
+            self.nodes
+                .range(low..high)
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        let mut needed: BTreeSet<&str> = BTreeSet::new();
+        let mut removed = 0;
+        // Reverse sorted order visits every descendant of a path before the path itself.
+        for key in descendants.iter().rev() {
+            let keep = needed.contains(key.as_str())
+                || keep_step.is_some_and(|s| self.nodes.get(key).is_some_and(|n| n.step == s));
+            if keep {
+                needed.insert(path::parent(key));
+            } else {
+                self.nodes.remove(key);
+                removed += 1;
+            }
+        }
+        if include_self && !root.is_empty() {
+            let keep = needed.contains(root)
+                || keep_step.is_some_and(|s| self.nodes.get(root).is_some_and(|n| n.step == s));
+            if !keep && self.nodes.remove(root).is_some() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    pub fn has_children(&self, dir: &str) -> bool {
+        if dir.is_empty() {
+            return self.nodes.len() > 1;
+        }
+        let low = format!("{dir}/");
+        let high = format!("{dir}0");
+        self.nodes.range(low..high).next().is_some()
+    }
+}
+
+pub(crate) fn implicit_dir_meta(epoch: u64) -> Meta {
+    Meta {
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: epoch,
+        xattrs: Xattrs::new(),
+    }
+}

@@ -1,0 +1,291 @@
+//! Layer semantics: whiteouts, opaque directories, replacement, hardlinks, special files, xattrs.
+
+mod common;
+
+use common::*;
+use icos_rootfs::manifest::EntryType;
+
+#[test]
+fn whiteouts_and_opaque_dirs_hide_lower_layers_only() {
+    let base = Layer::new()
+        .dir("etc/")
+        .file("etc/keep", b"keep")
+        .file("etc/gone", b"gone")
+        .dir("var/")
+        .dir("var/cache/")
+        .file("var/cache/a", b"a")
+        .dir("var/cache/sub/")
+        .file("var/cache/sub/b", b"b")
+        .dir("opt/")
+        .file("opt/old", b"old")
+        .dir("srv/")
+        .file("srv/old", b"old")
+        .finish();
+    let upper = Layer::new()
+        .file("etc/.wh.gone", b"")
+        // whole subtree deleted
+        .file("var/.wh.cache", b"")
+        // opaque marker AFTER a same-layer entry: the entry survives, lower children do not
+        .dir("opt/")
+        .file("opt/new", b"new")
+        .file("opt/.wh..wh..opq", b"")
+        // opaque marker BEFORE the same-layer entry: same result
+        .file("srv/.wh..wh..opq", b"")
+        .file("srv/new", b"new")
+        // whiteout next to a re-created path of the same layer: the new one stays
+        .file("etc/.wh.keep", b"")
+        .file("etc/keep", b"replaced")
+        // whiteout of something that never existed is harmless, AUFS metadata is skipped
+        .file("etc/.wh.never", b"")
+        .file(".wh..wh.plnk", b"")
+        .finish();
+    let (tar, manifest) = flatten(&[base, upper]).unwrap();
+    assert_eq!(
+        names(&tar),
+        [
+            "./",
+            "./etc/",
+            "./etc/keep",
+            "./opt/",
+            "./opt/new",
+            "./srv/",
+            "./srv/new",
+            "./var/"
+        ]
+    );
+    assert_eq!(member(&members(&tar), "./etc/keep").7, b"replaced");
+    assert_eq!(manifest.entries.len(), 8);
+}
+
+#[test]
+fn later_layers_replace_and_directories_merge() {
+    let l1 = Layer::new()
+        .dir("a/")
+        .file("a/x", b"x")
+        .raw(E {
+            mode: 0o700,
+            uid: 5,
+            ..E::new("d/", b'5')
+        })
+        .file("d/child", b"c")
+        .file("f", b"file")
+        .finish();
+    let l2 = Layer::new()
+        .file("a", b"a is a file now") // a non-dir over a dir drops the subtree
+        .raw(E {
+            mode: 0o750,
+            uid: 7,
+            ..E::new("d/", b'5')
+        }) // dir over dir: new attributes, children kept
+        .symlink("f", "target") // a symlink replaces a file
+        .finish();
+    let l3 = Layer::new().dir("a/").file("a/y", b"y").finish(); // a dir over a file
+    let (tar, _) = flatten(&[l1, l2, l3]).unwrap();
+    let all = members(&tar);
+    assert_eq!(
+        names(&tar),
+        ["./", "./a/", "./a/y", "./d/", "./d/child", "./f"]
+    );
+    let d = member(&all, "./d/");
+    assert_eq!((d.2, d.3), (0o750, 7));
+    let f = member(&all, "./f");
+    assert_eq!((f.1, f.6.as_str()), ('2', "target"));
+}
+
+#[test]
+fn implicit_parents_are_0755_root_owned_at_the_epoch() {
+    let layer = Layer::new()
+        .raw(E {
+            uid: 3,
+            gid: 4,
+            mode: 0o600,
+            ..E::new("usr/lib/deep/file", b'0')
+        })
+        .finish();
+    let (tar, _) = flatten(&[layer]).unwrap();
+    let all = members(&tar);
+    assert_eq!(
+        names(&tar),
+        [
+            "./",
+            "./usr/",
+            "./usr/lib/",
+            "./usr/lib/deep/",
+            "./usr/lib/deep/file"
+        ]
+    );
+    for dir in ["./", "./usr/", "./usr/lib/", "./usr/lib/deep/"] {
+        let m = member(&all, dir);
+        assert_eq!(
+            (m.1, m.2, m.3, m.4, m.5),
+            ('5', 0o755, 0, 0, EPOCH),
+            "{dir}"
+        );
+    }
+    let f = member(&all, "./usr/lib/deep/file");
+    assert_eq!((f.2, f.3, f.4, f.5), (0o600, 3, 4, 1_600_000_000));
+}
+
+#[test]
+fn hardlinks_share_the_inode_and_keep_content_when_the_target_is_replaced() {
+    let l1 = Layer::new()
+        .raw(E {
+            mode: 0o4755,
+            data: b"original",
+            ..E::new("bin/z", b'0')
+        })
+        .hardlink("bin/a", "bin/z")
+        .hardlink("./bin/m", "./bin/z")
+        .finish();
+    // The link's original target path gets new content; the other names keep the old inode.
+    let l2 = Layer::new()
+        .file("bin/z", b"new content")
+        .hardlink("sbin/q", "bin/z")
+        .finish();
+    let (tar, manifest) = flatten(&[l1, l2]).unwrap();
+    let all = members(&tar);
+    let a = member(&all, "./bin/a");
+    assert_eq!((a.1, a.2, a.7.as_slice()), ('0', 0o4755, &b"original"[..]));
+    let m = member(&all, "./bin/m");
+    assert_eq!((m.1, m.6.as_str(), m.7.len()), ('1', "./bin/a", 0));
+    assert_eq!(member(&all, "./bin/z").7, b"new content");
+    let q = member(&all, "./sbin/q");
+    assert_eq!((q.1, q.6.as_str()), ('1', "./bin/z"));
+    let entry = manifest
+        .entries
+        .iter()
+        .find(|e| e.path == "/bin/m")
+        .unwrap();
+    assert_eq!(
+        (entry.kind, entry.target.as_deref(), entry.size),
+        (EntryType::Hardlink, Some("/bin/a"), None)
+    );
+    assert_eq!(entry.mode, "4755");
+}
+
+#[test]
+fn special_files_xattrs_and_times() {
+    let xattr_value = vec![1u8, 0, 0, 2, 0, 0x20, 0, 0];
+    let layer = Layer::new()
+        .raw(E {
+            major: 1,
+            minor: 3,
+            mode: 0o666,
+            ..E::new("dev/null", b'3')
+        })
+        .raw(E {
+            major: 8,
+            minor: 1,
+            mode: 0o660,
+            gid: 6,
+            ..E::new("dev/sda1", b'4')
+        })
+        .raw(E {
+            mode: 0o600,
+            ..E::new("run/initctl", b'6')
+        })
+        .raw(E {
+            data: b"ping",
+            mode: 0o755,
+            pax: vec![
+                ("SCHILY.xattr.security.capability", xattr_value.clone()),
+                ("atime", b"1234.5".to_vec()),
+                ("ctime", b"1234.5".to_vec()),
+                ("mtime", b"1650000000.999".to_vec()),
+            ],
+            ..E::new("usr/bin/ping", b'0')
+        })
+        .raw(E {
+            // libarchive's form: %-escaped name, base64 value (unpadded)
+            pax: vec![("LIBARCHIVE.xattr.user.a%3Db", b"aGk".to_vec())],
+            ..E::new("etc/", b'5')
+        })
+        .raw(E {
+            mtime: EPOCH + 1000,
+            ..E::new("future", b'0')
+        })
+        .finish();
+    let (tar, manifest) = flatten(&[layer]).unwrap();
+    let all = members(&tar);
+    assert_eq!(member(&all, "./dev/null").1, '3');
+    assert_eq!(member(&all, "./dev/sda1").1, '4');
+    assert_eq!(member(&all, "./run/initctl").1, '6');
+    assert_eq!(
+        member(&all, "./future").5,
+        EPOCH,
+        "mtime clamped to SOURCE_DATE_EPOCH"
+    );
+    assert_eq!(
+        member(&all, "./usr/bin/ping").5,
+        1_650_000_000,
+        "PAX mtime floored"
+    );
+
+    let by_path = |p: &str| {
+        manifest
+            .entries
+            .iter()
+            .find(|e| e.path == p)
+            .unwrap()
+            .clone()
+    };
+    let null = by_path("/dev/null");
+    assert_eq!(
+        (null.kind, null.major, null.minor, null.mode.as_str()),
+        (EntryType::Char, Some(1), Some(3), "0666")
+    );
+    let sda = by_path("/dev/sda1");
+    assert_eq!(
+        (sda.kind, sda.major, sda.minor, sda.gid),
+        (EntryType::Block, Some(8), Some(1), 6)
+    );
+    assert_eq!(by_path("/run/initctl").kind, EntryType::Fifo);
+    assert_eq!(
+        by_path("/usr/bin/ping").xattrs["security.capability"],
+        hex::encode(&xattr_value)
+    );
+    assert_eq!(by_path("/etc").xattrs["user.a=b"], hex::encode(b"hi"));
+
+    // The output carries xattrs as SCHILY records, and no atime/ctime anywhere.
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut saw_xattr = 0;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if let Some(pax) = entry.pax_extensions().unwrap() {
+            for record in pax {
+                let record = record.unwrap();
+                let key = record.key().unwrap();
+                assert!(
+                    key.starts_with("SCHILY.xattr."),
+                    "unexpected PAX record {key}"
+                );
+                saw_xattr += 1;
+            }
+        }
+    }
+    assert_eq!(saw_xattr, 2);
+}
+
+#[test]
+fn input_entry_order_does_not_matter() {
+    let forward = Layer::new()
+        .dir("b/")
+        .file("b/2", b"two")
+        .file("a", b"one")
+        .hardlink("c", "a")
+        .symlink("d", "a")
+        .finish();
+    let backward = Layer::new()
+        .file("a", b"one")
+        .symlink("d", "a")
+        .file("b/2", b"two")
+        .dir("b/")
+        .hardlink("c", "a")
+        .finish();
+    let (one, m1) = flatten(&[forward]).unwrap();
+    let (two, m2) = flatten(&[backward]).unwrap();
+    assert_eq!(one, two);
+    assert_eq!(m1, m2);
+    assert_eq!(m1.output.size, one.len() as u64);
+    assert_eq!(m1.output.sha256, icos_common::Digest::of(&one));
+}
