@@ -32,7 +32,10 @@ impl AtomicFile {
             .suffix(".partial")
             .tempfile_in(&dir)
             .map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot create a temporary file in {}: {e}", dir.display()))
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot create a temporary file in {}: {e}", dir.display()),
+                )
             })?;
         Ok(AtomicFile { temp, target })
     }
@@ -99,7 +102,11 @@ mod tests {
             // dropped without commit: an error path
         }
         assert!(!target.exists());
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "temporary file left behind");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "temporary file left behind"
+        );
 
         let mut f = AtomicFile::create(&target).unwrap();
         f.write_all(b"done").unwrap();

@@ -39,7 +39,11 @@ impl Digest {
 
     /// Parses 64 lowercase hex digits without the algorithm prefix.
     pub fn from_hex(s: &str) -> Result<Self, DigestError> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::BadHex(s.to_string()));
         }
         let mut out = [0u8; 32];
@@ -99,13 +103,22 @@ mod tests {
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(s.parse::<Digest>().unwrap(), d);
-        assert!(matches!("abc".parse::<Digest>(), Err(DigestError::MissingAlgorithm(_))));
+        assert!(matches!(
+            "abc".parse::<Digest>(),
+            Err(DigestError::MissingAlgorithm(_))
+        ));
         assert!(matches!(
             "sha512:00".parse::<Digest>(),
             Err(DigestError::UnsupportedAlgorithm(_))
         ));
         let upper = s.to_uppercase().replace("SHA256", "sha256");
-        assert!(matches!(upper.parse::<Digest>(), Err(DigestError::BadHex(_))));
-        assert!(matches!("sha256:../../etc".parse::<Digest>(), Err(DigestError::BadHex(_))));
+        assert!(matches!(
+            upper.parse::<Digest>(),
+            Err(DigestError::BadHex(_))
+        ));
+        assert!(matches!(
+            "sha256:../../etc".parse::<Digest>(),
+            Err(DigestError::BadHex(_))
+        ));
     }
 }

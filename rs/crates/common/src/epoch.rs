@@ -69,10 +69,22 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        assert_eq!("1700000000".parse::<SourceDateEpoch>().unwrap().0, 1_700_000_000);
-        assert!(matches!("-1".parse::<SourceDateEpoch>(), Err(EpochError::Invalid(_))));
-        assert!(matches!("now".parse::<SourceDateEpoch>(), Err(EpochError::Invalid(_))));
-        assert!(matches!("99999999999".parse::<SourceDateEpoch>(), Err(EpochError::TooLarge(_))));
+        assert_eq!(
+            "1700000000".parse::<SourceDateEpoch>().unwrap().0,
+            1_700_000_000
+        );
+        assert!(matches!(
+            "-1".parse::<SourceDateEpoch>(),
+            Err(EpochError::Invalid(_))
+        ));
+        assert!(matches!(
+            "now".parse::<SourceDateEpoch>(),
+            Err(EpochError::Invalid(_))
+        ));
+        assert!(matches!(
+            "99999999999".parse::<SourceDateEpoch>(),
+            Err(EpochError::TooLarge(_))
+        ));
         assert_eq!(SourceDateEpoch(10).clamp(20), 10);
         assert_eq!(SourceDateEpoch(10).clamp(5), 5);
     }

@@ -15,7 +15,11 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), count: 0 }
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     /// Bytes read so far.
@@ -25,7 +29,10 @@ impl<R: Read> HashingReader<R> {
 
     /// The digest and length of everything read so far.
     pub fn finish(self) -> (Digest, u64) {
-        (Digest::from_bytes(self.hasher.finalize().into()), self.count)
+        (
+            Digest::from_bytes(self.hasher.finalize().into()),
+            self.count,
+        )
     }
 
     pub fn get_ref(&self) -> &R {
@@ -51,7 +58,11 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), count: 0 }
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     pub fn count(&self) -> u64 {
@@ -64,7 +75,11 @@ impl<W: Write> HashingWriter<W> {
 
     /// The inner writer, the digest and the length of everything written.
     pub fn finish(self) -> (W, Digest, u64) {
-        (self.inner, Digest::from_bytes(self.hasher.finalize().into()), self.count)
+        (
+            self.inner,
+            Digest::from_bytes(self.hasher.finalize().into()),
+            self.count,
+        )
     }
 }
 

@@ -13,7 +13,11 @@ pub fn bytes(message: &str, total: Option<u64>) -> ProgressBar {
     } else {
         "{msg} {bytes} {bytes_per_sec}"
     };
-    bar.set_style(ProgressStyle::with_template(template).expect("static template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("static template")
+            .progress_chars("=> "),
+    );
     bar.set_message(message.to_string());
     bar
 }
@@ -21,8 +25,16 @@ pub fn bytes(message: &str, total: Option<u64>) -> ProgressBar {
 /// An item-count progress bar on stderr; hidden when stderr is not a terminal.
 pub fn items(message: &str, total: Option<u64>) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-    let template = if total.is_some() { "{msg} [{bar:30}] {pos}/{len}" } else { "{msg} {pos}" };
-    bar.set_style(ProgressStyle::with_template(template).expect("static template").progress_chars("=> "));
+    let template = if total.is_some() {
+        "{msg} [{bar:30}] {pos}/{len}"
+    } else {
+        "{msg} {pos}"
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("static template")
+            .progress_chars("=> "),
+    );
     bar.set_message(message.to_string());
     bar
 }

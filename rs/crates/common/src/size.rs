@@ -7,9 +7,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("size {s:?} does not start with a number (examples: 4096, 64MiB, 2GiB)"));
+        return Err(format!(
+            "size {s:?} does not start with a number (examples: 4096, 64MiB, 2GiB)"
+        ));
     }
-    let n: u64 = num.parse().map_err(|_| format!("size {s:?} is too large"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("size {s:?} is too large"))?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kib" => 10,
@@ -22,7 +26,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             ))
         }
     };
-    n.checked_mul(1u64 << shift).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 #[cfg(test)]

@@ -19,9 +19,17 @@ pub enum DebError {
     #[error("{path}: not a Debian binary package: {reason}")]
     NotADeb { path: PathBuf, reason: String },
     #[error("{path}: sha256 is {actual}, but the pin says {expected}: the file is not the pinned package (re-fetch it, or update the pin deliberately)")]
-    DigestMismatch { path: PathBuf, expected: Digest, actual: Digest },
+    DigestMismatch {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("{path}: member {member:?}: {reason}")]
-    BadMember { path: PathBuf, member: String, reason: String },
+    BadMember {
+        path: PathBuf,
+        member: String,
+        reason: String,
+    },
     #[error("include pattern {pattern:?}: {reason}")]
     BadPattern { pattern: String, reason: String },
     #[error("{path}: rename {from:?} matched nothing: the package has no such member (check the version's file list with dpkg-deb -c)")]
@@ -31,21 +39,31 @@ pub enum DebError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DebError + '_ {
-    move |source| DebError::Io { path: path.to_path_buf(), source }
+    move |source| DebError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Checks that the file at `path` has the pinned sha256 (streamed).
 pub fn verify_digest(path: &Path, expected: &Digest) -> Result<(), DebError> {
     let (actual, _) = icos_common::sha256_file(path).map_err(io_err(path))?;
     if actual != *expected {
-        return Err(DebError::DigestMismatch { path: path.to_path_buf(), expected: *expected, actual });
+        return Err(DebError::DigestMismatch {
+            path: path.to_path_buf(),
+            expected: *expected,
+            actual,
+        });
     }
     Ok(())
 }
 
 /// Streams the decompressed `data.tar` of the package at `path`.
 pub fn data_tar(path: &Path) -> Result<Box<dyn Read>, DebError> {
-    let not_a_deb = |reason: String| DebError::NotADeb { path: path.to_path_buf(), reason };
+    let not_a_deb = |reason: String| DebError::NotADeb {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut file = BufReader::new(File::open(path).map_err(io_err(path))?);
     let mut magic = [0u8; 8];
     if file.read_exact(&mut magic).is_err() || &magic != b"!<arch>\n" {
@@ -59,7 +77,10 @@ pub fn data_tar(path: &Path) -> Result<Box<dyn Read>, DebError> {
         if file.read_exact(&mut header).is_err() {
             return Err(not_a_deb("no data.tar member".into()));
         }
-        let name = String::from_utf8_lossy(&header[0..16]).trim_end().trim_end_matches('/').to_string();
+        let name = String::from_utf8_lossy(&header[0..16])
+            .trim_end()
+            .trim_end_matches('/')
+            .to_string();
         let size: u64 = String::from_utf8_lossy(&header[48..58])
             .trim()
             .parse()
@@ -70,23 +91,34 @@ pub fn data_tar(path: &Path) -> Result<Box<dyn Read>, DebError> {
             if name != "debian-binary" || !version.starts_with(b"2.") {
                 return Err(not_a_deb("first member is not debian-binary 2.x".into()));
             }
-            io::copy(&mut (&mut file).take(size - version.len() as u64 + (size & 1)), &mut io::sink())
-                .map_err(io_err(path))?;
+            io::copy(
+                &mut (&mut file).take(size - version.len() as u64 + (size & 1)),
+                &mut io::sink(),
+            )
+            .map_err(io_err(path))?;
             first = false;
             continue;
         }
         if let Some(compression) = name.strip_prefix("data.tar") {
             let raw = file.take(size);
-            let bad = |reason: String| DebError::BadMember { path: path.to_path_buf(), member: name.clone(), reason };
+            let bad = |reason: String| DebError::BadMember {
+                path: path.to_path_buf(),
+                member: name.clone(),
+                reason,
+            };
             return Ok(match compression {
                 "" => Box::new(raw),
                 ".xz" => Box::new(liblzma::read::XzDecoder::new(raw)),
                 ".gz" => Box::new(flate2::read::GzDecoder::new(raw)),
-                ".zst" => Box::new(zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| bad(e.to_string()))?),
+                ".zst" => Box::new(
+                    zstd::stream::read::Decoder::with_buffer(raw)
+                        .map_err(|e| bad(e.to_string()))?,
+                ),
                 other => return Err(bad(format!("unsupported compression {other:?}"))),
             });
         }
-        io::copy(&mut (&mut file).take(size + (size & 1)), &mut io::sink()).map_err(io_err(path))?;
+        io::copy(&mut (&mut file).take(size + (size & 1)), &mut io::sink())
+            .map_err(io_err(path))?;
     }
 }
 
@@ -110,17 +142,26 @@ pub struct LayerSummary {
 }
 
 fn absolute(member: &str) -> String {
-    let trimmed = member.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/');
+    let trimmed = member
+        .trim_start_matches("./")
+        .trim_start_matches('/')
+        .trim_end_matches('/');
     format!("/{trimmed}")
 }
 
 fn glob_set(patterns: &[String]) -> Result<GlobSet, DebError> {
     let mut builder = GlobSetBuilder::new();
     for p in patterns {
-        let glob = Glob::new(p).map_err(|e| DebError::BadPattern { pattern: p.clone(), reason: e.to_string() })?;
+        let glob = Glob::new(p).map_err(|e| DebError::BadPattern {
+            pattern: p.clone(),
+            reason: e.to_string(),
+        })?;
         builder.add(glob);
     }
-    builder.build().map_err(|e| DebError::BadPattern { pattern: patterns.join(", "), reason: e.to_string() })
+    builder.build().map_err(|e| DebError::BadPattern {
+        pattern: patterns.join(", "),
+        reason: e.to_string(),
+    })
 }
 
 /// Copies the selected members of the package at `deb` into the tar layer `out` (atomically).
@@ -171,17 +212,27 @@ pub fn write_layer(deb: &Path, opts: &LayerOptions, out: &Path) -> Result<LayerS
             }
             let mut header = entry.header().clone();
             if entry.header().entry_type().is_hard_link() {
-                let link = entry.link_name_bytes().map(|l| absolute(&String::from_utf8_lossy(&l))).unwrap_or_default();
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| absolute(&String::from_utf8_lossy(&l)))
+                    .unwrap_or_default();
                 builder
                     .append_link(&mut header, &target[1..], &link[1..])
                     .map_err(io_err(out))?;
             } else if entry.header().entry_type().is_symlink() {
-                let link = entry.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default();
-                builder.append_link(&mut header, &target[1..], &link).map_err(io_err(out))?;
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| String::from_utf8_lossy(&l).into_owned())
+                    .unwrap_or_default();
+                builder
+                    .append_link(&mut header, &target[1..], &link)
+                    .map_err(io_err(out))?;
             } else if name == "/" {
                 continue; // the root directory belongs to the image, not to a package
             } else {
-                builder.append_data(&mut header, &target[1..], &mut entry).map_err(io_err(out))?;
+                builder
+                    .append_data(&mut header, &target[1..], &mut entry)
+                    .map_err(io_err(out))?;
             }
             entries += 1;
         }
@@ -190,14 +241,24 @@ pub fn write_layer(deb: &Path, opts: &LayerOptions, out: &Path) -> Result<LayerS
     };
     for (i, used) in include_used.iter().enumerate() {
         if !used {
-            return Err(DebError::UnusedInclude { path: deb.to_path_buf(), pattern: opts.include[i].clone() });
+            return Err(DebError::UnusedInclude {
+                path: deb.to_path_buf(),
+                pattern: opts.include[i].clone(),
+            });
         }
     }
     for (i, used) in rename_used.iter().enumerate() {
         if !used {
-            return Err(DebError::UnusedRename { path: deb.to_path_buf(), from: opts.renames[i].0.clone() });
+            return Err(DebError::UnusedRename {
+                path: deb.to_path_buf(),
+                from: opts.renames[i].0.clone(),
+            });
         }
     }
     file.commit().map_err(io_err(out))?;
-    Ok(LayerSummary { entries, sha256, size })
+    Ok(LayerSummary {
+        entries,
+        sha256,
+        size,
+    })
 }

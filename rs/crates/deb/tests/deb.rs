@@ -22,9 +22,21 @@ fn make_deb(dir: &Path, compression: &str) -> PathBuf {
     fs::create_dir_all(root.join("usr/lib/systemd/boot/efi")).unwrap();
     fs::create_dir_all(root.join("lib/modules/6.1/kernel/drivers/virtio")).unwrap();
     fs::write(root.join("boot/vmlinuz-6.1"), b"kernel bytes").unwrap();
-    fs::write(root.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi"), b"MZ boot").unwrap();
-    fs::write(root.join("lib/modules/6.1/kernel/drivers/virtio/virtio_blk.ko"), b"module").unwrap();
-    fs::set_permissions(root.join("boot/vmlinuz-6.1"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(
+        root.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi"),
+        b"MZ boot",
+    )
+    .unwrap();
+    fs::write(
+        root.join("lib/modules/6.1/kernel/drivers/virtio/virtio_blk.ko"),
+        b"module",
+    )
+    .unwrap();
+    fs::set_permissions(
+        root.join("boot/vmlinuz-6.1"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let deb = dir.join(format!("test-{compression}.deb"));
     let status = Command::new("dpkg-deb")
         .args(["--root-owner-group", &format!("-Z{compression}"), "--build"])
@@ -32,7 +44,11 @@ fn make_deb(dir: &Path, compression: &str) -> PathBuf {
         .arg(&deb)
         .output()
         .expect("dpkg-deb runs (apt-get install dpkg)");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     deb
 }
 
@@ -56,10 +72,16 @@ fn selects_and_renames_members_of_xz_and_zstd_packages() {
         let deb = make_deb(dir.path(), compression);
         let out = dir.path().join(format!("layer-{compression}.tar"));
         let opts = LayerOptions {
-            include: vec!["/boot/vmlinuz-*".into(), "/usr/lib/systemd/boot/efi/*.efi".into()],
+            include: vec![
+                "/boot/vmlinuz-*".into(),
+                "/usr/lib/systemd/boot/efi/*.efi".into(),
+            ],
             renames: vec![
                 ("/boot/vmlinuz-6.1".into(), "/vmlinuz".into()),
-                ("/usr/lib/systemd/boot/efi/systemd-bootx64.efi".into(), "/EFI/BOOT/BOOTX64.EFI".into()),
+                (
+                    "/usr/lib/systemd/boot/efi/systemd-bootx64.efi".into(),
+                    "/EFI/BOOT/BOOTX64.EFI".into(),
+                ),
             ],
             expect: Some(icos_common::sha256_file(&deb).unwrap().0),
         };
@@ -84,20 +106,35 @@ fn refuses_wrong_digest_non_debs_and_stale_patterns() {
     let deb = make_deb(dir.path(), "xz");
     let out = dir.path().join("layer.tar");
 
-    let wrong = LayerOptions { expect: Some(Digest::of(b"something else")), ..Default::default() };
+    let wrong = LayerOptions {
+        expect: Some(Digest::of(b"something else")),
+        ..Default::default()
+    };
     let err = write_layer(&deb, &wrong, &out).unwrap_err();
     assert!(matches!(err, DebError::DigestMismatch { .. }), "{err}");
     assert!(err.to_string().contains("not the pinned package"), "{err}");
-    assert!(!out.exists(), "no output under the final name after an error");
+    assert!(
+        !out.exists(),
+        "no output under the final name after an error"
+    );
 
-    let stale = LayerOptions { include: vec!["/boot/vmlinuz-9.9*".into()], ..Default::default() };
+    let stale = LayerOptions {
+        include: vec!["/boot/vmlinuz-9.9*".into()],
+        ..Default::default()
+    };
     let err = write_layer(&deb, &stale, &out).unwrap_err();
     assert!(err.to_string().contains("matched nothing"), "{err}");
     assert!(!out.exists());
 
-    let rename = LayerOptions { renames: vec![("/boot/missing".into(), "/x".into())], ..Default::default() };
+    let rename = LayerOptions {
+        renames: vec![("/boot/missing".into(), "/x".into())],
+        ..Default::default()
+    };
     let err = write_layer(&deb, &rename, &out).unwrap_err();
-    assert!(err.to_string().contains("rename \"/boot/missing\""), "{err}");
+    assert!(
+        err.to_string().contains("rename \"/boot/missing\""),
+        "{err}"
+    );
 
     let not_deb = dir.path().join("not.deb");
     fs::write(&not_deb, b"!<arch>\nrandom junk that is no header").unwrap();

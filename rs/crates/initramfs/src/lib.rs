@@ -20,7 +20,11 @@ pub enum InitramfsError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: entry {entry:?}: {reason}")]
-    BadEntry { path: PathBuf, entry: String, reason: String },
+    BadEntry {
+        path: PathBuf,
+        entry: String,
+        reason: String,
+    },
 }
 
 /// What [`write_initramfs`] wrote.
@@ -60,7 +64,19 @@ fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
     write!(
         out,
         "070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
-        h.ino, h.mode, h.uid, h.gid, h.nlink, h.mtime, h.size, 0, 0, h.rdev.0, h.rdev.1, namesize, 0
+        h.ino,
+        h.mode,
+        h.uid,
+        h.gid,
+        h.nlink,
+        h.mtime,
+        h.size,
+        0,
+        0,
+        h.rdev.0,
+        h.rdev.1,
+        namesize,
+        0
     )?;
     out.write_all(h.name.as_bytes())?;
     out.write_all(&[0])?;
@@ -69,8 +85,14 @@ fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
 
 /// Converts the rootfs tar at `tar_path` into a gzip-compressed newc initramfs at `out` (atomically).
 pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, InitramfsError> {
-    let io_in = |source| InitramfsError::Io { path: tar_path.to_path_buf(), source };
-    let io_out = |source| InitramfsError::Io { path: out.to_path_buf(), source };
+    let io_in = |source| InitramfsError::Io {
+        path: tar_path.to_path_buf(),
+        source,
+    };
+    let io_out = |source| InitramfsError::Io {
+        path: out.to_path_buf(),
+        source,
+    };
     let bad = |entry: &str, reason: &str| InitramfsError::BadEntry {
         path: tar_path.to_path_buf(),
         entry: entry.to_string(),
@@ -83,7 +105,10 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
     for entry in archive.entries().map_err(io_in)? {
         let entry = entry.map_err(io_in)?;
         if entry.header().entry_type().is_hard_link() {
-            let target = entry.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default();
+            let target = entry
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+                .unwrap_or_default();
             *links.entry(cpio_name(&target)).or_insert(1) += 1;
         }
     }
@@ -100,37 +125,67 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
         if name.split('/').any(|c| c == "..") {
             return Err(bad(&raw, "path contains '..'"));
         }
-        if entry.pax_extensions().map_err(io_in)?.is_some_and(|mut p| p.any(|r| r.is_ok_and(|r| r.key_bytes().starts_with(b"SCHILY.xattr.")))) {
+        if entry.pax_extensions().map_err(io_in)?.is_some_and(|mut p| {
+            p.any(|r| r.is_ok_and(|r| r.key_bytes().starts_with(b"SCHILY.xattr.")))
+        }) {
             return Err(bad(&raw, "has xattrs, which a newc initramfs cannot carry"));
         }
         let h = entry.header();
         let perm = h.mode().map_err(io_in)? & 0o7777;
         let uid = h.uid().map_err(io_in)? as u32;
         let gid = h.gid().map_err(io_in)? as u32;
-        let mtime = u32::try_from(h.mtime().map_err(io_in)?).map_err(|_| bad(&raw, "mtime beyond 2106"))?;
+        let mtime =
+            u32::try_from(h.mtime().map_err(io_in)?).map_err(|_| bad(&raw, "mtime beyond 2106"))?;
         let kind = h.entry_type();
-        let rdev = (h.device_major().ok().flatten().unwrap_or(0), h.device_minor().ok().flatten().unwrap_or(0));
-        let mut header = Header { ino: 0, mode: 0, uid, gid, nlink: 1, mtime, size: 0, rdev: (0, 0), name: &name };
+        let rdev = (
+            h.device_major().ok().flatten().unwrap_or(0),
+            h.device_minor().ok().flatten().unwrap_or(0),
+        );
+        let mut header = Header {
+            ino: 0,
+            mode: 0,
+            uid,
+            gid,
+            nlink: 1,
+            mtime,
+            size: 0,
+            rdev: (0, 0),
+            name: &name,
+        };
         let mut body: Option<Vec<u8>> = None;
         let mut stream_body = false;
         match kind {
             tar::EntryType::Directory => header.mode = S_IFDIR | perm,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 header.mode = S_IFREG | perm;
-                header.size = u32::try_from(h.size().map_err(io_in)?).map_err(|_| bad(&raw, "larger than 4 GiB"))?;
+                header.size = u32::try_from(h.size().map_err(io_in)?)
+                    .map_err(|_| bad(&raw, "larger than 4 GiB"))?;
                 header.nlink = links.get(&name).copied().unwrap_or(1);
                 stream_body = true;
             }
             tar::EntryType::Link => {
-                let target = cpio_name(&entry.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default());
-                let ino = *inodes.get(&target).ok_or_else(|| bad(&raw, &format!("hardlink to {target:?}, which is not an earlier regular file")))?;
+                let target = cpio_name(
+                    &entry
+                        .link_name_bytes()
+                        .map(|l| String::from_utf8_lossy(&l).into_owned())
+                        .unwrap_or_default(),
+                );
+                let ino = *inodes.get(&target).ok_or_else(|| {
+                    bad(
+                        &raw,
+                        &format!("hardlink to {target:?}, which is not an earlier regular file"),
+                    )
+                })?;
                 // Same inode, no body: the kernel links it to the file written first.
                 header.mode = S_IFREG | perm;
                 header.ino = ino;
                 header.nlink = links.get(&target).copied().unwrap_or(2);
             }
             tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| bad(&raw, "symlink without target"))?.into_owned();
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad(&raw, "symlink without target"))?
+                    .into_owned();
                 header.mode = S_IFLNK | 0o777;
                 header.size = target.len() as u32;
                 body = Some(target);
@@ -158,23 +213,43 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
         if stream_body {
             let copied = io::copy(&mut (&mut entry).take(size), &mut gz).map_err(io_in)?;
             if copied != size {
-                return Err(bad(&raw, "content shorter than its header says (truncated tar)"));
+                return Err(bad(
+                    &raw,
+                    "content shorter than its header says (truncated tar)",
+                ));
             }
         } else if let Some(data) = body {
             gz.write_all(&data).map_err(io_out)?;
         }
         pad4(&mut gz, size).map_err(io_out)?;
     }
-    let trailer = Header { ino: 0, mode: 0, uid: 0, gid: 0, nlink: 1, mtime: 0, size: 0, rdev: (0, 0), name: "TRAILER!!!" };
+    let trailer = Header {
+        ino: 0,
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        nlink: 1,
+        mtime: 0,
+        size: 0,
+        rdev: (0, 0),
+        name: "TRAILER!!!",
+    };
     write_header(&mut gz, &trailer).map_err(io_out)?;
     let (_, sha256, size) = gz.finish().map_err(io_out)?.finish();
     file.commit().map_err(io_out)?;
-    Ok(Summary { entries: next_ino - 1, sha256, size })
+    Ok(Summary {
+        entries: next_ino - 1,
+        sha256,
+        size,
+    })
 }
 
 /// `./bin/sh` → `bin/sh`, `./` → `.`, `./etc/` → `etc`.
 fn cpio_name(tar_name: &str) -> String {
-    let trimmed = tar_name.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/');
+    let trimmed = tar_name
+        .trim_start_matches("./")
+        .trim_start_matches('/')
+        .trim_end_matches('/');
     if trimmed.is_empty() {
         ".".to_string()
     } else {

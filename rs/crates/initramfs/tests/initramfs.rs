@@ -28,16 +28,41 @@ fn rootfs_tar(path: &Path, with_xattr: bool) {
     };
     add("./", tar::EntryType::Directory, 0o755, b"", None);
     add("./bin/", tar::EntryType::Directory, 0o755, b"", None);
-    add("./bin/busybox", tar::EntryType::Regular, 0o755, b"\x7fELF pretend busybox", None);
-    add("./bin/sh", tar::EntryType::Symlink, 0o777, b"", Some("busybox"));
-    add("./bin/sh2", tar::EntryType::Link, 0o755, b"", Some("./bin/busybox"));
+    add(
+        "./bin/busybox",
+        tar::EntryType::Regular,
+        0o755,
+        b"\x7fELF pretend busybox",
+        None,
+    );
+    add(
+        "./bin/sh",
+        tar::EntryType::Symlink,
+        0o777,
+        b"",
+        Some("busybox"),
+    );
+    add(
+        "./bin/sh2",
+        tar::EntryType::Link,
+        0o755,
+        b"",
+        Some("./bin/busybox"),
+    );
     add("./dev/", tar::EntryType::Directory, 0o755, b"", None);
     add("./dev/console", tar::EntryType::Char, 0o600, b"", None);
-    add("./init", tar::EntryType::Regular, 0o755, b"#!/bin/sh\necho odd length!\n", None);
+    add(
+        "./init",
+        tar::EntryType::Regular,
+        0o755,
+        b"#!/bin/sh\necho odd length!\n",
+        None,
+    );
     if with_xattr {
         let mut h = tar::Header::new_ustar();
         h.set_size(0);
-        b.append_pax_extensions([("SCHILY.xattr.security.capability", &b"\x01"[..])]).unwrap();
+        b.append_pax_extensions([("SCHILY.xattr.security.capability", &b"\x01"[..])])
+            .unwrap();
         h.set_mode(0o755);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, "./ping", &b""[..]).unwrap();
@@ -58,7 +83,11 @@ fn cpio_list(initrd: &Path) -> String {
         .env("TZ", "UTC")
         .output()
         .expect("GNU cpio runs (apt-get install cpio)");
-    assert!(out.status.success(), "cpio rejects the archive: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cpio rejects the archive: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -71,7 +100,11 @@ fn gnu_cpio_reads_what_we_write_and_two_runs_agree() {
     let b = dir.path().join("b.img");
     let summary = write_initramfs(&tar, &a).unwrap();
     write_initramfs(&tar, &b).unwrap();
-    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "two runs differ");
+    assert_eq!(
+        fs::read(&a).unwrap(),
+        fs::read(&b).unwrap(),
+        "two runs differ"
+    );
     assert_eq!(summary.sha256, icos_common::sha256_file(&a).unwrap().0);
     let gz = fs::read(&a).unwrap();
     assert_eq!(&gz[4..8], &[0, 0, 0, 0], "gzip header carries a timestamp");
@@ -84,7 +117,10 @@ fn gnu_cpio_reads_what_we_write_and_two_runs_agree() {
         "crw-------   1 0        0          5,   1 Nov 14  2023 dev/console",
         "-rwxr-xr-x   1 0        0              27 Nov 14  2023 init",
     ] {
-        assert!(listing.contains(expected), "missing {expected:?} in:\n{listing}");
+        assert!(
+            listing.contains(expected),
+            "missing {expected:?} in:\n{listing}"
+        );
     }
     assert!(listing.contains("bin/sh2"), "{listing}");
 }
@@ -96,6 +132,9 @@ fn refuses_xattrs_it_cannot_carry_and_leaves_no_output() {
     rootfs_tar(&tar, true);
     let out = dir.path().join("initrd.img");
     let err = write_initramfs(&tar, &out).unwrap_err();
-    assert!(err.to_string().contains("\"ping\"") && err.to_string().contains("xattrs"), "{err}");
+    assert!(
+        err.to_string().contains("\"ping\"") && err.to_string().contains("xattrs"),
+        "{err}"
+    );
     assert!(!out.exists());
 }

@@ -68,8 +68,8 @@ pub struct ImageSpec {
     /// The spec file as given (recorded in the manifest).
     pub path: PathBuf,
     pub sha256: Digest,
-    /// Where relative `source` paths are resolved.
-    pub source_root: PathBuf,
+    /// Where relative `source` paths are looked up, in order (the first that has the file wins).
+    pub source_roots: Vec<PathBuf>,
     pub(crate) remove: Vec<String>,
     pub(crate) remove_set: GlobSet,
     pub(crate) layers: Vec<SpecSource>,
@@ -127,9 +127,10 @@ pub(crate) struct SpecSymlink {
 const MAX_SPEC_BYTES: u64 = 16 << 20;
 
 impl ImageSpec {
-    /// Reads and validates a spec. Relative `source` paths resolve against `source_root` if given,
-    /// else against the spec's directory.
-    pub fn load(path: &Path, source_root: Option<&Path>) -> Result<Self, RootfsError> {
+    /// Reads and validates a spec. Relative `source` paths are looked up in `source_roots`, in
+    /// order, if any are given, else in the spec's directory. Several roots let a build system
+    /// keep checked-in sources and generated ones (layers, an initramfs) in different trees.
+    pub fn load(path: &Path, source_roots: &[PathBuf]) -> Result<Self, RootfsError> {
         let spec_error = |problem: String| RootfsError::Spec {
             path: path.to_path_buf(),
             problem,
@@ -150,18 +151,23 @@ impl ImageSpec {
             path: path.to_path_buf(),
             source,
         })?;
-        let source_root = match source_root {
-            Some(root) => root.to_path_buf(),
-            None => match path.parent() {
+        let source_roots = if source_roots.is_empty() {
+            vec![match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => PathBuf::from("."),
-            },
+            }]
+        } else {
+            source_roots.to_vec()
         };
-        Self::parse(path, &bytes, source_root)
+        Self::parse(path, &bytes, source_roots)
     }
 
     /// Validates spec text; `path` only names the spec in errors and the manifest.
-    pub fn parse(path: &Path, bytes: &[u8], source_root: PathBuf) -> Result<Self, RootfsError> {
+    pub fn parse(
+        path: &Path,
+        bytes: &[u8],
+        source_roots: Vec<PathBuf>,
+    ) -> Result<Self, RootfsError> {
         let spec_error = |problem: String| RootfsError::Spec {
             path: path.to_path_buf(),
             problem,
@@ -196,9 +202,17 @@ impl ImageSpec {
                     "{label}: source {source:?} must be a relative path (resolved against --source-root or the spec's directory)"
                 )));
             }
+            // The first root holding the file wins; if none does, reading it later reports the
+            // path under the first root.
+            let candidates = source_roots.iter().map(|root| root.join(source));
+            let resolved = candidates
+                .clone()
+                .find(|p| p.exists())
+                .or_else(|| candidates.clone().next())
+                .unwrap_or_else(|| PathBuf::from(source));
             Ok(SpecSource {
                 name: source.to_string(),
-                resolved: source_root.join(source),
+                resolved,
             })
         };
 
@@ -276,7 +290,7 @@ impl ImageSpec {
         Ok(ImageSpec {
             path: path.to_path_buf(),
             sha256: Digest::of(bytes),
-            source_root,
+            source_roots,
             remove: raw.remove,
             remove_set,
             layers,
@@ -361,9 +375,33 @@ mod tests {
         ImageSpec::parse(
             Path::new("ic-os/image.toml"),
             text.as_bytes(),
-            PathBuf::from("/src"),
+            vec![PathBuf::from("/src")],
         )
         .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sources_come_from_the_first_root_that_has_them() {
+        let checked_in = tempfile::tempdir().unwrap();
+        let generated = tempfile::tempdir().unwrap();
+        std::fs::write(checked_in.path().join("motd"), "a").unwrap();
+        std::fs::write(generated.path().join("motd"), "b").unwrap();
+        std::fs::write(generated.path().join("initrd.img"), "c").unwrap();
+        let text = "[[file]]\npath = \"/motd\"\nsource = \"motd\"\n[[file]]\npath = \"/initrd.img\"\nsource = \"initrd.img\"\n";
+        let roots = vec![
+            checked_in.path().to_path_buf(),
+            generated.path().to_path_buf(),
+        ];
+        let spec = ImageSpec::parse(Path::new("esp.toml"), text.as_bytes(), roots).unwrap();
+        let resolved: Vec<_> = spec.files.iter().map(|f| format!("{:?}", f)).collect();
+        assert!(
+            resolved[0].contains(&checked_in.path().join("motd").display().to_string()),
+            "{resolved:?}"
+        );
+        assert!(
+            resolved[1].contains(&generated.path().join("initrd.img").display().to_string()),
+            "{resolved:?}"
+        );
     }
 
     #[test]

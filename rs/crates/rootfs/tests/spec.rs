@@ -24,7 +24,9 @@ fn build(
     std::fs::write(&spec_path, spec_text).unwrap();
     let out = tempfile::tempdir().unwrap();
     let run = || -> Result<BuildReport, icos_rootfs::RootfsError> {
-        let spec = ImageSpec::load(&spec_path, source_root)?;
+        let roots: Vec<std::path::PathBuf> =
+            source_root.map(Path::to_path_buf).into_iter().collect();
+        let spec = ImageSpec::load(&spec_path, &roots)?;
         let mut builder = RootfsBuilder::new(out.path(), EPOCH.to_string().parse().unwrap())?;
         for (i, layer) in layers.iter().enumerate() {
             builder.apply_layer(&format!("layer {}", i + 1), &layer[..])?;

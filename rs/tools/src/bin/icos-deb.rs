@@ -33,7 +33,9 @@ struct Args {
 }
 
 fn parse_rename(s: &str) -> Result<(String, String), String> {
-    let (from, to) = s.split_once('=').ok_or_else(|| format!("{s:?} is not FROM=TO"))?;
+    let (from, to) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not FROM=TO"))?;
     if !from.starts_with('/') || !to.starts_with('/') || to.split('/').any(|c| c == "..") {
         return Err(format!("{s:?}: both paths must be absolute, without '..'"));
     }
@@ -42,9 +44,19 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let opts = LayerOptions { include: args.include, renames: args.rename, expect: args.sha256 };
+    let opts = LayerOptions {
+        include: args.include,
+        renames: args.rename,
+        expect: args.sha256,
+    };
     let summary = write_layer(&args.deb, &opts, &args.out)
         .with_context(|| format!("cannot make a layer from {}", args.deb.display()))?;
-    eprintln!("icos-deb: {} entries, {} ({} bytes) -> {}", summary.entries, summary.sha256, summary.size, args.out.display());
+    eprintln!(
+        "icos-deb: {} entries, {} ({} bytes) -> {}",
+        summary.entries,
+        summary.sha256,
+        summary.size,
+        args.out.display()
+    );
     Ok(())
 }

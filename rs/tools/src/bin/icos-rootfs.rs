@@ -32,9 +32,10 @@ struct Args {
     /// The image description (image.toml) applied on top of the base.
     #[arg(long, value_name = "FILE")]
     spec: Option<PathBuf>,
-    /// Resolve the spec's relative `source` paths here instead of beside the spec.
+    /// Look up the spec's relative `source` paths here instead of beside the spec (repeatable:
+    /// the first directory that has the file wins).
     #[arg(long, value_name = "DIR")]
-    source_root: Option<PathBuf>,
+    source_root: Vec<PathBuf>,
     /// Seconds since 1970 for clamped and injected mtimes (default: $SOURCE_DATE_EPOCH; required).
     #[arg(long, value_name = "SECONDS")]
     source_date_epoch: Option<String>,
@@ -63,7 +64,7 @@ fn run(args: Args) -> Result<()> {
         bail!("nothing to build: give --base, --spec or both");
     }
     let spec = match &args.spec {
-        Some(path) => Some(ImageSpec::load(path, args.source_root.as_deref())?),
+        Some(path) => Some(ImageSpec::load(path, &args.source_root)?),
         None => None,
     };
     let out_dir = match args.out.parent() {
