@@ -96,6 +96,7 @@ icos_cargo_vendor = repository_rule(
         "cargo_lock": attr.label(allow_single_file = True, mandatory = True, doc = "rs/Cargo.lock; a change re-vendors."),
         "cargo_toml": attr.label(allow_single_file = True, mandatory = True, doc = "The workspace's root Cargo.toml."),
     },
-    environ = ["CARGO", "PATH", "HOME"],
+    # Not PATH: a different shell PATH must not re-vendor; Cargo.lock decides what is vendored.
+    environ = ["CARGO", "HOME"],
     doc = "Vendors the crates of rs/Cargo.lock so the Rust tools build without network.",
 )
