@@ -43,6 +43,7 @@ if ! $quick; then
   stage bazel-test bazel test "${bazel_flags[@]}" //...
   stage registry-e2e ci/registry-e2e.sh
   stage release-e2e ci/release-e2e.sh
+  stage pin-rerun ci/pin-rerun.sh
   stage determinism ci/determinism.sh
 fi
 

@@ -12,13 +12,14 @@
 #                              (ic-os/files/motd): the check must then fail and name that file.
 #                              Used by the tests to prove the check can fail.
 #
-# What differs between builder A and builder B:
-#   checkout path   $WORK/a/icos                vs $WORK/b/some/deeper/checkout-b
-#   output base     $WORK/a/output-base         vs $WORK/b/output-base (no shared cache)
+# Builder A is this checkout with its usual Bazel output base (so a warm cache makes it cheap);
+# builder B starts from nothing. What differs between them:
+#   checkout path   this checkout               vs $WORK/b/some/deeper/checkout-b (a snapshot of it)
+#   output base     this checkout's             vs $WORK/b/output-base (no shared cache)
 #   user            the caller                  vs icos-builder-b (created when run as root)
 #   umask           0022                        vs 0077
 #   TZ              UTC                         vs Pacific/Chatham (UTC+12:45/13:45)
-#   LANG, LC_ALL    C.UTF-8                     vs fr_FR.UTF-8
+#   LANG, LC_ALL    C.UTF-8                     vs LANG=fr_FR.UTF-8, LC_ALL unset
 #   jobs            --jobs=2                    vs --jobs=1
 #   dir order       as on disk                  vs shuffled by disorderfs (when FUSE is available)
 #   cargo home      the caller's                vs builder B's own, fetched separately
@@ -50,10 +51,9 @@ log() { echo "two-builders: $*" >&2; }
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 chmod 0755 "$work"
-a_src=$work/a/icos
+a_src=$here
 b_real=$work/b/src
 b_src=$work/b/some/deeper/checkout-b
-a_base=$work/a/output-base
 b_base=$work/b/output-base
 
 b_user=""
@@ -76,14 +76,13 @@ else
   b_cargo=$(command -v cargo)
 fi
 
+# With --keep, builder B's Bazel server and its disorderfs view stay up for the next run.
 cleanup() {
+  $keep && return 0
+  [[ -d "$b_src" ]] && as_b bazel --output_base="$b_base" shutdown >/dev/null 2>&1 || true
   if mountpoint -q "$b_src" 2>/dev/null; then fusermount -u "$b_src" 2>/dev/null || umount "$b_src" || true; fi
-  if ! $keep; then
-    as_a bazel --output_base="$a_base" shutdown >/dev/null 2>&1 || true
-    as_b bazel --output_base="$b_base" shutdown >/dev/null 2>&1 || true
-    chmod -R u+w "$work" 2>/dev/null || true
-    rm -rf "$work"
-  fi
+  chmod -R u+w "$work" 2>/dev/null || true
+  rm -rf "$work"
 }
 
 as_a() {
@@ -92,7 +91,7 @@ as_a() {
 
 as_b() {
   local env_args=(HOME="$b_home" USER="${b_user:-$(id -un)}" TZ=Pacific/Chatham LANG=fr_FR.UTF-8
-    LC_ALL=fr_FR.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin CARGO="$b_cargo")
+    PATH=/usr/local/bin:/usr/bin:/bin CARGO="$b_cargo")
   if [[ -n "$b_user" ]]; then
     (cd "$b_src" && runuser -u "$b_user" -- env -i "${env_args[@]}" bash -c 'umask 0077 && exec "$@"' bash "$@")
   else
@@ -107,25 +106,26 @@ if $cleanup_only; then
 fi
 trap cleanup EXIT
 
-# The sources both builders see: what git tracks plus untracked, not-ignored files.
-snapshot() {
-  local dest=$1
-  mkdir -p "$dest"
-  (cd "$here" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$dest"
-}
-rm -rf "$a_src" "$b_real"
-snapshot "$a_src"
-snapshot "$b_real"
+# Builder B's sources: what git tracks plus untracked, not-ignored files of this checkout. The
+# directory is refreshed in place, so a kept disorderfs view of it stays valid.
+mkdir -p "$b_real"
+find "$b_real" -mindepth 1 -delete
+(cd "$here" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$b_real"
 if $inject; then
   log "injecting nondeterminism: builder B's ic-os/files/motd carries the current time"
   date '+built at %s.%N' >>"$b_real/ic-os/files/motd"
 fi
 
-mkdir -p "$b_src" "$b_base" "$b_home" "$a_base"
+mkdir -p "$b_src" "$b_base" "$b_home"
 if [[ -n "$b_user" ]]; then
-  chown -R "$b_user" "$work/b" "$b_home"
+  chown "$b_user" "$work/b" "$b_base" "$b_home"
+  chown -R "$b_user" "$b_real"
 fi
-if command -v disorderfs >/dev/null 2>&1 && [[ -e /dev/fuse ]]; then
+if mountpoint -q "$b_src"; then
+  log "builder B reads its checkout through the kept disorderfs view"
+elif [[ -L "$b_src" ]]; then
+  log "builder B reads its checkout directly (kept from the first run)"
+elif command -v disorderfs >/dev/null 2>&1 && [[ -e /dev/fuse ]]; then
   disorderfs --quiet --shuffle-dirents=yes --multi-user=yes "$b_real" "$b_src" >/dev/null
   log "builder B reads its checkout through disorderfs (shuffled directory order)"
 else
@@ -136,7 +136,7 @@ fi
 
 start=$SECONDS
 log "builder A: $a_src as $(id -un), umask 0022, TZ=UTC, --jobs=2"
-as_a bazel --output_base="$a_base" build --config=ci --jobs=2 "$target"
+as_a bazel build --config=ci --jobs=2 "$target"
 log "builder A done in $((SECONDS - start)) s"
 start=$SECONDS
 log "builder B: $b_src as ${b_user:-$(id -un)}, umask 0077, TZ=Pacific/Chatham, fr_FR.UTF-8, --jobs=1"

@@ -57,7 +57,9 @@ def icos_image(
     prefix = "" if name == "image" else name + "/"
     generated_subdir = prefix.rstrip("/")
     esp_generated = []
+    debian_packages = []
     if kernel:
+        debian_packages = sorted(["debian_busybox_static", "debian_systemd_boot_efi", kernel.package])
         debian_layer(
             name = name + "_bootloader_layer",
             package = "debian_systemd_boot_efi",
@@ -160,6 +162,7 @@ def icos_image(
         disk = ":" + name + "_disk",
         seed = seed,
         artifacts = [":" + name + "_disk_img", ":" + name + "_update_img"],
+        debian_packages = debian_packages,
         out = prefix + "build-manifest.json",
     )
     release = [

@@ -1,5 +1,6 @@
 """Release artifacts: packaged images (tar.zst), the build manifest and SHA256SUMS."""
 
+load("//toolchains/debian:packages.bzl", "DEBIAN_PACKAGES")
 load(":providers.bzl", "DiskInfo", "FilesystemInfo", "RootfsInfo")
 load(":tools.bzl", "TOOLS_ATTRS", "icos_tool", "icos_tools_identity")
 
@@ -66,6 +67,9 @@ def _icos_build_manifest_impl(ctx):
         inputs.append(fs.params)
     for f in artifacts:
         args.add("--artifact", f)
+    for name in ctx.attr.debian_packages:
+        pin = DEBIAN_PACKAGES[name]
+        args.add("--input", "deb:%s@%s=sha256:%s" % (pin["package"], pin["version"], pin["sha256"]))
     ctx.actions.run(
         executable = icos_tool(ctx, "icos-manifest"),
         arguments = [args],
@@ -81,6 +85,7 @@ icos_build_manifest = rule(
     doc = "Writes build-manifest.json: inputs, tool identities, rootfs, partitions and artifact digests (`icos-manifest`).",
     attrs = dict(TOOLS_ATTRS, **{
         "artifacts": attr.label_list(allow_files = True, doc = "Release artifacts whose digests the manifest lists."),
+        "debian_packages": attr.string_list(doc = "Pins (toolchains/debian/packages.bzl keys) the image is made of; recorded as inputs."),
         "disk": attr.label(mandatory = True, providers = [DiskInfo], doc = "The icos_disk of the image."),
         "image_name": attr.string(mandatory = True, doc = "The image's name as recorded in the manifest."),
         "out": attr.string(default = "build-manifest.json", doc = "Output file name."),

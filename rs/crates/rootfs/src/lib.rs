@@ -13,7 +13,7 @@
 //! let epoch = "1700000000".parse()?;
 //! let mut rootfs = RootfsBuilder::new(std::path::Path::new("out"), epoch)?;
 //! rootfs.apply_layer("layer 1 of base.tar", std::fs::File::open("base.tar")?)?;
-//! rootfs.apply_spec(&ImageSpec::load("image.toml".as_ref(), None)?)?;
+//! rootfs.apply_spec(&ImageSpec::load("image.toml".as_ref(), &[])?)?;
 //! rootfs.write("out/rootfs.tar".as_ref(), "out/rootfs.manifest.json".as_ref(), None)?;
 //! # Ok(()) }
 //! ```

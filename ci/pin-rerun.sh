@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Proves that a pinned tool input is part of the cache key of exactly the actions that use it:
+# moving the systemd-boot-efi pin to another version must re-run the boot loader layer and what is
+# built from it (ESP tree, ESP image, disk, packages, build manifest, sums) and nothing else (no
+# Rust build, no root filesystem, no ext4, no initramfs). The pin is restored on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pins=toolchains/debian/packages.bzl
+work=$(mktemp -d /tmp/icos-pin-rerun.XXXXXX)
+cp "$pins" "$work/packages.bzl"
+trap 'cp "$work/packages.bzl" "$pins"; rm -rf "$work"' EXIT
+fail() { echo "pin-rerun: FAILED: $*" >&2; exit 1; }
+
+bazel build --config=ci //ic-os:image
+before=$(sed -n 's/.*"deb:systemd-boot-efi@\([^"]*\)".*/\1/p' bazel-bin/ic-os/build-manifest.json | head -n 1)
+
+# The previous stable update of systemd-boot-efi (bookworm-security), a real other version.
+python3 - "$pins" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+block = re.search(r'"debian_systemd_boot_efi": \{.*?\}', text, re.S).group(0)
+new = re.sub(r'"version": "[^"]*"', '"version": "252.38-1~deb12u1"', block)
+new = re.sub(r'"path": "[^"]*"', '"path": "pool/updates/main/s/systemd/systemd-boot-efi_252.38-1~deb12u1_amd64.deb"', new)
+new = re.sub(r'"sha256": "[^"]*"', '"sha256": "099343ccb3ad569ee1f0c838423f83267f65b8555fbcc8114167621a3350f245"', new)
+open(path, "w").write(text.replace(block, new))
+PY
+bazel build --config=ci --execution_log_json_file="$work/exec.json" //ic-os:image
+python3 - "$work/exec.json" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read()
+# The log is a stream of JSON objects, one per executed spawn.
+spawns, decoder, i = [], json.JSONDecoder(), 0
+while i < len(text):
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i >= len(text):
+        break
+    obj, i = decoder.raw_decode(text, i)
+    spawns.append(obj)
+ran = sorted(
+    (s.get("mnemonic", "?"), next((o["path"] for o in s.get("actualOutputs", [])), "?"))
+    for s in spawns if s.get("mnemonic") not in ("BazelWorkspaceStatusAction",)
+)
+for mnemonic, out in ran:
+    print(f"  re-ran {mnemonic:14} {out}")
+outputs = " ".join(out for _, out in ran)
+expected = ["systemd-boot.tar", "image_esp_tree.tar", "image_esp.vfat", "image_disk.img",
+            "disk-img.tar.zst", "update-img.tar.zst", "build-manifest.json", "SHA256SUMS"]
+missing = [e for e in expected if e not in outputs]
+unexpected = [o for m, o in ran if m in ("CargoBuild", "IcosExt4", "IcosInitramfs")
+              or o.endswith(("image_rootfs.tar", "kernel.tar", "modules.tar", "busybox.tar"))]
+if missing or unexpected:
+    sys.exit(f"pin-rerun: FAILED: did not re-run {missing}; re-ran unrelated {unexpected}")
+print("pin-rerun: exactly the actions downstream of the systemd-boot-efi pin re-ran")
+PY
+after=$(sed -n 's/.*"deb:systemd-boot-efi@\([^"]*\)".*/\1/p' bazel-bin/ic-os/build-manifest.json | head -n 1)
+[[ "$before" != "$after" && "$after" == 252.38-1~deb12u1 ]] ||
+  fail "the build manifest does not record the new pin (before '$before', after '$after')"
+echo "pin-rerun: the build manifest records systemd-boot-efi $before, then $after"
