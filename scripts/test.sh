@@ -44,6 +44,7 @@ if ! $quick; then
   stage registry-e2e ci/registry-e2e.sh
   stage release-e2e ci/release-e2e.sh
   stage pin-rerun ci/pin-rerun.sh
+  stage cache-check ci/cache-check.sh
   stage determinism ci/determinism.sh
 fi
 

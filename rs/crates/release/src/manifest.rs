@@ -401,7 +401,15 @@ pub fn tools_from_identity(path: &Path) -> Result<Vec<ToolRef>, ManifestError> {
         version: version.trim().to_string(),
         digest: Some(Digest::of(text.as_bytes())),
     }];
+    // "<64 hex>  NAME" lines are digests of the toolchain's files (rustc, cargo, its libraries).
+    let mut file_digests = Vec::new();
     for line in lines {
+        if let Some((hex, name)) = line.split_once("  ") {
+            if let Ok(digest) = Digest::from_hex(hex) {
+                file_digests.push((name.trim().to_string(), digest));
+                continue;
+            }
+        }
         let named = [("rustc", "rustc "), ("cargo", "cargo "), ("cc", "cc: ")]
             .iter()
             .find_map(|(name, prefix)| line.strip_prefix(prefix).map(|v| (*name, v.trim())));
@@ -413,6 +421,21 @@ pub fn tools_from_identity(path: &Path) -> Result<Vec<ToolRef>, ManifestError> {
                     digest: None,
                 });
             }
+        }
+    }
+    let rustc_version = tools
+        .iter()
+        .find(|t| t.name == "rustc")
+        .map(|t| t.version.clone())
+        .unwrap_or_default();
+    for (name, digest) in file_digests {
+        match tools.iter_mut().find(|t| t.name == name) {
+            Some(tool) => tool.digest = Some(digest),
+            None => tools.push(ToolRef {
+                name: format!("rust-toolchain:{name}"),
+                version: rustc_version.clone(),
+                digest: Some(digest),
+            }),
         }
     }
     Ok(tools)

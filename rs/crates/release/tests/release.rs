@@ -471,7 +471,9 @@ fn manifest_is_stable_and_records_what_went_in_and_out() {
     fs::write(
         &identity,
         "icos-tools 0.1.0\nCargo.lock sha256:00\nrustc 1.95.0 (abc 2026-01-01)\nbinary: rustc\nhost: x86_64-unknown-linux-gnu\n\
-         cargo 1.95.0 (def 2026-01-01)\ncc: cc (Debian 12.2.0-14) 12.2.0\n",
+         cargo 1.95.0 (def 2026-01-01)\ncc: cc (Debian 12.2.0-14) 12.2.0\n\
+         1111111111111111111111111111111111111111111111111111111111111111  rustc\n\
+         2222222222222222222222222222222222222222222222222222222222222222  librustc_driver-x.so\n",
     )
     .unwrap();
     let tools = icos_release::manifest::tools_from_identity(&identity).unwrap();
@@ -485,10 +487,20 @@ fn manifest_is_stable_and_records_what_went_in_and_out() {
             ("icos-tools", "0.1.0"),
             ("rustc", "1.95.0 (abc 2026-01-01)"),
             ("cargo", "1.95.0 (def 2026-01-01)"),
-            ("cc", "cc (Debian 12.2.0-14) 12.2.0")
+            ("cc", "cc (Debian 12.2.0-14) 12.2.0"),
+            (
+                "rust-toolchain:librustc_driver-x.so",
+                "1.95.0 (abc 2026-01-01)"
+            )
         ]
     );
     assert_eq!(tools[0].digest, Some(sha256_file(&identity).unwrap().0));
+    assert_eq!(
+        tools[1].digest.unwrap().hex(),
+        "1".repeat(64),
+        "rustc carries its file digest"
+    );
+    assert!(tools[4].digest.is_some());
     fs::write(&identity, "rustc 1.95.0\n").unwrap();
     let e = icos_release::manifest::tools_from_identity(&identity).unwrap_err();
     assert!(e.to_string().contains("icos-tools VERSION"), "{e}");
