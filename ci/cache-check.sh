@@ -23,9 +23,15 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "cache-check: FAILED: $*" >&2; exit 1; }
-# "INFO: 17 processes: 3 internal, 14 linux-sandbox." -> the number of executed (non-internal) spawns.
-executed() { sed -n 's/^INFO: \([0-9]*\) processes*: \(.*\)\.$/\1 \2/p' "$1" | tail -n 1 |
-  awk '{ n = $1; for (i = 2; i <= NF; i++) if ($(i + 1) ~ /^internal/) n -= $i; print n }'; }
+# "INFO: 18 processes: 4 internal, 14 linux-sandbox." -> spawns that really executed (not internal,
+# not served from a cache); "INFO: 0 processes." -> 0.
+executed() {
+  grep -E '^INFO: [0-9]+ process' "$1" | tail -n 1 | python3 -c '
+import re, sys
+line = sys.stdin.read()
+parts = re.findall(r"(\d+) ([a-z -]+)", line.split(":", 2)[-1] if line.count(":") > 1 else "")
+print(sum(int(n) for n, kind in parts if "internal" not in kind and "cache hit" not in kind))'
+}
 
 bazel build --config=ci //ic-os:image >/dev/null 2>&1
 start=$(date +%s%N)

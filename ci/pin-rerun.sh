@@ -39,17 +39,18 @@ while i < len(text):
     obj, i = decoder.raw_decode(text, i)
     spawns.append(obj)
 ran = sorted(
-    (s.get("mnemonic", "?"), next((o["path"] for o in s.get("actualOutputs", [])), "?"))
+    (s.get("mnemonic", "?"), " ".join(o["path"].rsplit("/", 1)[-1] for o in s.get("actualOutputs", [])))
     for s in spawns if s.get("mnemonic") not in ("BazelWorkspaceStatusAction",)
 )
 for mnemonic, out in ran:
     print(f"  re-ran {mnemonic:14} {out}")
-outputs = " ".join(out for _, out in ran)
+outputs = " ".join(out for _, out in ran).split()
 expected = ["systemd-boot.tar", "image_esp_tree.tar", "image_esp.vfat", "image_disk.img",
             "disk-img.tar.zst", "update-img.tar.zst", "build-manifest.json", "SHA256SUMS"]
 missing = [e for e in expected if e not in outputs]
+unrelated = {"image_rootfs.tar", "kernel.tar", "modules.tar", "busybox.tar", "initrd.img", "image_root.ext4"}
 unexpected = [o for m, o in ran if m in ("CargoBuild", "IcosExt4", "IcosInitramfs")
-              or o.endswith(("image_rootfs.tar", "kernel.tar", "modules.tar", "busybox.tar"))]
+              or unrelated.intersection(o.split())]
 if missing or unexpected:
     sys.exit(f"pin-rerun: FAILED: did not re-run {missing}; re-ran unrelated {unexpected}")
 print("pin-rerun: exactly the actions downstream of the systemd-boot-efi pin re-ran")
