@@ -43,7 +43,7 @@ echo "cache-check: no-op rebuild: 0 actions, ${noop_ms} ms wall"
 echo "changed by cache-check" >>"$motd"
 bazel build --config=ci --execution_log_json_file="$work/exec.json" //ic-os:image 2>"$work/change.log"
 cp "$work/motd" "$motd"
-mnemonics=$(grep -o '"mnemonic": "[A-Za-z]*"' "$work/exec.json" | cut -d'"' -f4 | sort | uniq -c | tr '\n' ' ')
+mnemonics=$(grep -o '"mnemonic": "[A-Za-z0-9]*"' "$work/exec.json" | cut -d'"' -f4 | sort | uniq -c | tr '\n' ' ')
 echo "cache-check: after changing $motd, re-ran: $mnemonics"
 for never in CargoBuild IcosDebLayer IcosInitramfs IcosVfat; do
   ! grep -q "\"mnemonic\": \"$never\"" "$work/exec.json" || fail "$never re-ran after a change to the root filesystem only"
