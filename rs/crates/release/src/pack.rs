@@ -30,8 +30,8 @@ use icos_common::{AtomicFile, Digest, HashingWriter, SourceDateEpoch};
 use icos_disk::sparse::{is_zero, write_zeros, BLOCK};
 
 /// The zstd compression level: a fixed part of the output format. Level 3 (zstd's default) keeps
-/// packaging near disk speed on 2 cores; level 10 cost 20x the time for 0.1 % smaller images of
-/// mostly-empty filesystems (scripts/bench-disk.sh).
+/// packaging near disk speed on 2 cores: on scripts/bench-disk.sh's 1.3 GiB disk, level 10 took
+/// 60.7 s for 702.5 MB, level 3 takes 11.5 s for 718.9 MB (2.3 % larger).
 pub const LEVEL: i32 = 3;
 
 /// A file to put in the archive under `name`.
