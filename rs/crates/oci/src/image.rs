@@ -76,44 +76,29 @@ impl Image {
     /// that every layer blob exists with the declared size).
     pub fn open(base: &BaseRef, opts: &OpenOptions) -> Result<Image, OciError> {
         let label = base.to_string();
-        match base.transport() {
-            Transport::OciDir(dir) => {
-                let storage = Storage::Dir(dir.clone());
-                check_layout_marker(&label, &storage)?;
-                resolve(
-                    base,
-                    Box::new(LayoutSource {
-                        reference: label,
-                        storage,
-                        aliases: Default::default(),
-                    }),
-                    opts,
-                )
-            }
+        // OCI layouts, in a directory or a tar, share everything but where the blobs are read.
+        let storage = match base.transport() {
+            Transport::OciDir(dir) => Storage::Dir(dir.clone()),
             Transport::OciArchive(file) => {
-                let tar = TarIndex::open(file).map_err(|e| OciError::read(&label, file, e))?;
-                let storage = Storage::Tar(tar);
-                check_layout_marker(&label, &storage)?;
-                resolve(
-                    base,
-                    Box::new(LayoutSource {
-                        reference: label,
-                        storage,
-                        aliases: Default::default(),
-                    }),
-                    opts,
-                )
+                Storage::Tar(TarIndex::open(file).map_err(|e| OciError::read(&label, file, e))?)
             }
             Transport::DockerArchive(file) => {
                 let tar = TarIndex::open(file).map_err(|e| OciError::read(&label, file, e))?;
-                crate::docker::open(base, tar, opts)
+                return crate::docker::open(base, tar, opts);
             }
             Transport::Registry { host, repository } => {
                 let store = opts.store.as_deref().map(BlobStore::new);
                 let registry = Registry::new(&label, host, repository, store)?;
-                resolve(base, Box::new(registry), opts)
+                return resolve(base, Box::new(registry), opts);
             }
-        }
+        };
+        check_layout_marker(&label, &storage)?;
+        let source = LayoutSource {
+            reference: label,
+            storage,
+            aliases: Default::default(),
+        };
+        resolve(base, Box::new(source), opts)
     }
 
     pub fn reference(&self) -> &BaseRef {
