@@ -48,7 +48,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
     export PATH="$HOME/.cargo/bin:$PATH"
   else
-    echo "setup: cargo not found. Install Rust >= 1.87 (rustup) and run again." >&2
+    echo "setup: cargo not found. Install Rust 1.95.0 (rustup toolchain install 1.95.0; the pin is toolchains/rust/versions.bzl) and run again." >&2
     exit 1
   fi
 fi
