@@ -8,6 +8,7 @@
 //! - [`progress`]: progress bars that only draw on a terminal.
 //! - [`seed`]: UUIDs and ids derived from the build seed.
 //! - [`parse_size`]: `64MiB`-style sizes.
+//! - [`tarread`]: the tar reader every tool uses (PAX records parsed by their length prefix).
 
 mod atomic;
 mod digest;
@@ -16,6 +17,7 @@ mod hashing;
 pub mod progress;
 pub mod seed;
 mod size;
+pub mod tarread;
 
 pub use atomic::AtomicFile;
 pub use digest::{Digest, DigestError};

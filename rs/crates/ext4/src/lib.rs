@@ -22,7 +22,6 @@ mod extent;
 mod inode;
 mod layout;
 mod superblock;
-mod tarread;
 mod tree;
 mod writer;
 mod xattr;

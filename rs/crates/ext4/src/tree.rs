@@ -6,7 +6,7 @@ use std::io::{Read, Seek};
 
 use tar::EntryType;
 
-use crate::tarread::{ReadError, TarReader};
+use icos_common::tarread::{ReadError, TarReader};
 
 use crate::xattr::{self, Xattr};
 use crate::Error;
@@ -199,7 +199,8 @@ pub fn read_tree<R: Read + Seek>(reader: R, tar: &str, sde: u32) -> Result<(Tree
     let mut last_entry = String::new();
     let mut seen_root = false;
 
-    let mut reader = TarReader::new(reader);
+    // A rootfs tar always ends with its end-of-archive marker: without it, it is truncated.
+    let mut reader = TarReader::seekable(reader).require_end_marker();
     loop {
         let raw = match reader.next_entry() {
             Ok(Some(raw)) => raw,
@@ -224,31 +225,37 @@ pub fn read_tree<R: Read + Seek>(reader: R, tar: &str, sde: u32) -> Result<(Tree
         };
         let name = show(&raw.path);
         let err = |reason: String| entry_err(&name, reason);
-        let header = &raw.header;
+        let header = tar::Header::from_byte_slice(&raw.header);
         let etype = header.entry_type();
         let is_dir = etype == EntryType::Directory;
         let perm = (header
             .mode()
             .map_err(|e| err(format!("bad mode field: {e}")))?
             & 0o7777) as u16;
-        let (uid, gid) = match (u32::try_from(raw.uid), u32::try_from(raw.gid)) {
+        let (raw_uid, raw_gid) = (raw.uid().map_err(err)?, raw.gid().map_err(err)?);
+        let (uid, gid) = match (u32::try_from(raw_uid), u32::try_from(raw_gid)) {
             (Ok(u), Ok(g)) => (u, g),
             _ => {
                 return Err(err(format!(
-                    "uid {} or gid {} does not fit in 32 bits",
-                    raw.uid, raw.gid
+                    "uid {raw_uid} or gid {raw_gid} does not fit in 32 bits"
                 )))
             }
         };
-        if let Some(k) = raw.refused_keys.first() {
+        // Sparse files, ACL text forms and libarchive's xattr records are refused.
+        let refused = raw.pax.iter().map(|(k, _)| k).find(|k| {
+            k.starts_with(b"GNU.sparse.")
+                || k.starts_with(b"SCHILY.acl.")
+                || k.starts_with(b"LIBARCHIVE.xattr.")
+        });
+        if let Some(k) = refused.map(|k| String::from_utf8_lossy(k)) {
             return Err(err(if k.starts_with("GNU.sparse.") {
                 "sparse files are not supported (the rootfs tar has no sparse entries)".to_string()
             } else {
                 format!("PAX record {k:?} is not supported: carry ACLs and xattrs as SCHILY.xattr.* records")
             }));
         }
-        let mut xattrs = Vec::with_capacity(raw.xattrs.len());
-        for (k, v) in &raw.xattrs {
+        let mut xattrs = Vec::new();
+        for (k, v) in raw.xattrs() {
             xattrs.push(xattr::encode(k, v).map_err(err)?);
         }
         if let Err((idx, n)) = xattr::sort(&mut xattrs) {
@@ -264,7 +271,7 @@ pub fn read_tree<R: Read + Seek>(reader: R, tar: &str, sde: u32) -> Result<(Tree
                 xattr::block_bytes(&xattrs)
             )));
         }
-        let time = raw.mtime.min(sde as u64) as u32;
+        let time = raw.mtime().map_err(err)?.min(sde as u64) as u32;
         let (size, data_pos) = (raw.size, raw.data_pos);
 
         let rel = normalize(&raw.path, is_dir).map_err(err)?;

@@ -467,3 +467,60 @@ fn lost_found_from_the_tar_long_names_and_explicit_inodes() {
     assert_eq!(debugfs_cat(&img, &gnu_name[1..]), b"gnu\n");
     assert!(stat(&img, &gnu_name[1..]).contains("Mode: 0640"));
 }
+
+#[test]
+fn xattr_values_with_newlines_and_equals_are_kept() {
+    // Hand-made PAX records (framed by their length, not by newlines): a binary xattr value may
+    // hold 0x0A and '=' bytes, and the records after it must still count.
+    let dir = tempfile::tempdir().unwrap();
+    let long_file = format!("./{}", "n".repeat(150));
+    let records = [
+        pax_record("SCHILY.xattr.user.nl", b"a\nb=c"),
+        pax_record("SCHILY.xattr.user.z", b"\n"),
+        pax_record("path", long_file.as_bytes()),
+    ]
+    .concat();
+    let mut t = Vec::new();
+    let mut root = raw_header(b"./", tar::EntryType::Directory, 0);
+    root.set_mode(0o755);
+    root.set_cksum();
+    push_block(&mut t, &root, b"");
+    push_block(
+        &mut t,
+        &raw_header(
+            b"./@PaxHeader",
+            tar::EntryType::XHeader,
+            records.len() as u64,
+        ),
+        &records,
+    );
+    push_block(
+        &mut t,
+        &raw_header(b"./truncated", tar::EntryType::Regular, 3),
+        b"nl\n",
+    );
+    t.extend_from_slice(&[0u8; 1024]);
+    let tar = dir.path().join("rootfs.tar");
+    std::fs::write(&tar, &t).unwrap();
+    let img = dir.path().join("root.ext4");
+    build(&tar, &img, &opts("s"));
+    assert_fsck_clean(&img);
+    let path = &long_file[1..];
+    assert_eq!(debugfs_cat(&img, path), b"nl\n");
+    for (name, value) in [("user.nl", &b"a\nb=c"[..]), ("user.z", b"\n")] {
+        let ea = run(
+            "debugfs",
+            &[
+                "-R",
+                &format!("ea_get -f /dev/stdout {path} {name}"),
+                img.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            ea.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ea.stderr)
+        );
+        assert_eq!(ea.stdout, value, "{name}");
+    }
+}

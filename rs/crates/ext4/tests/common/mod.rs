@@ -171,6 +171,24 @@ pub fn tar_bytes(mut entries: Vec<E>) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// One PAX record, written by hand: `"<len> <key>=<value>\n"`, where `<len>` counts the whole
+/// record including its own digits. Values may hold any byte, newlines included.
+pub fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
+}
+
+/// Appends a header block and its data, padded to 512 bytes.
+pub fn push_block(tar: &mut Vec<u8>, h: &Header, data: &[u8]) {
+    tar.extend_from_slice(h.as_bytes());
+    tar.extend_from_slice(data);
+    tar.resize(tar.len().div_ceil(512) * 512, 0);
+}
+
 pub fn write_tar(path: &Path, entries: Vec<E>) {
     std::fs::write(path, tar_bytes(entries)).unwrap();
 }
