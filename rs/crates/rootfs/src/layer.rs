@@ -3,6 +3,7 @@
 use std::io::{self, Read};
 
 use base64::Engine as _;
+use icos_common::tarread::{self, RawEntry, ReadError, TarReader};
 use tar::EntryType;
 
 use crate::error::{EntryProblem, RootfsError};
@@ -14,13 +15,17 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// AUFS bookkeeping entries (`.wh..wh.plnk`, `.wh..wh.aufs`): Docker skips them, and so do we.
 const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
 
+/// The layer is read with the shared reader of icos-common rather than `tar::Archive`, whose PAX
+/// parser splits records at newlines: an xattr value holding a 0x0A byte would fail the layer (or
+/// hide the records after it). Header fields the PAX records do not override (mode, device
+/// numbers) are still decoded by `tar::Header`.
 pub(crate) fn apply(
     tree: &mut Tree,
     layer: &str,
     reader: &mut dyn Read,
 ) -> Result<(), RootfsError> {
     tree.begin_step();
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = TarReader::new(reader);
     let mut last_entry: Option<String> = None;
     let read_error = |last: &Option<String>, source: io::Error| RootfsError::LayerRead {
         layer: layer.to_string(),
@@ -30,17 +35,17 @@ pub(crate) fn apply(
         },
         source,
     };
-    let entries = archive.entries().map_err(|e| read_error(&None, e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| read_error(&last_entry, e))?;
-        let raw_path = entry.path_bytes().into_owned();
-        let display = String::from_utf8_lossy(&raw_path).into_owned();
+    while let Some(entry) = archive
+        .next_entry()
+        .map_err(|e| read_error(&last_entry, e.into()))?
+    {
+        let display = String::from_utf8_lossy(&entry.path).into_owned();
         let entry_error = |problem| RootfsError::Entry {
             layer: layer.to_string(),
             entry: display.clone(),
             problem,
         };
-        match apply_entry(tree, &mut entry, &raw_path) {
+        match apply_entry(tree, &mut archive, &entry) {
             Ok(()) => {}
             Err(Failure::Entry(problem)) => return Err(entry_error(problem)),
             Err(Failure::Read(source)) => {
@@ -83,24 +88,39 @@ fn bad_header(field: &'static str) -> impl Fn(io::Error) -> Failure {
     }
 }
 
-fn apply_entry<R: Read>(
+fn apply_entry(
     tree: &mut Tree,
-    entry: &mut tar::Entry<'_, R>,
-    raw_path: &[u8],
+    archive: &mut TarReader<&mut dyn Read>,
+    entry: &RawEntry,
 ) -> Result<(), Failure> {
-    let entry_type = entry.header().entry_type();
-    let pax = read_pax(entry)?;
+    let entry_type = EntryType::new(entry.typeflag);
     if entry_type == EntryType::XGlobalHeader {
         // `git archive` writes one with a comment; anything else would rewrite later entries.
-        return match pax.iter().find(|(key, _)| key != "comment") {
-            Some((key, _)) => Err(EntryProblem::GlobalHeader { key: key.clone() }.into()),
+        let data = archive
+            .data_to_vec(tarread::MAX_EXTENSION)
+            .map_err(|e| match e {
+                ReadError::Io(e) => Failure::Read(e),
+                ReadError::Bad(detail) => Failure::Entry(EntryProblem::BadHeader {
+                    field: "PAX global header",
+                    detail,
+                }),
+            })?;
+        let records = tarread::pax_records(&data).map_err(|detail| EntryProblem::BadHeader {
+            field: "PAX global header",
+            detail,
+        })?;
+        let records = utf8_keys(records.into_iter())?;
+        return match records.into_iter().find(|(key, _)| key != "comment") {
+            Some((key, _)) => Err(EntryProblem::GlobalHeader { key }.into()),
             None => Ok(()),
         };
     }
+    let pax = utf8_keys(entry.pax.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))?;
     if pax.iter().any(|(key, _)| key.starts_with("GNU.sparse.")) {
         return Err(EntryProblem::Sparse.into());
     }
 
+    let raw_path = &entry.path[..];
     let target = path::normalize(raw_path)?;
     let name = path::file_name(&target);
     if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
@@ -115,12 +135,18 @@ fn apply_entry<R: Read>(
         return Ok(());
     }
 
-    let header = entry.header();
+    let header = tar::Header::from_byte_slice(&entry.header);
     let mode = header.mode().map_err(bad_header("mode"))? & 0o7777;
-    let uid = header.uid().map_err(bad_header("uid"))?;
-    let gid = header.gid().map_err(bad_header("gid"))?;
-    let mtime = match pax.iter().find(|(key, _)| key == "mtime") {
-        Some((_, value)) => parse_pax_time(value)?,
+    let uid = entry.uid().map_err(|detail| EntryProblem::BadHeader {
+        field: "uid",
+        detail,
+    })?;
+    let gid = entry.gid().map_err(|detail| EntryProblem::BadHeader {
+        field: "gid",
+        detail,
+    })?;
+    let mtime = match entry.pax_value(b"mtime") {
+        Some(value) => parse_pax_time(value)?,
         None => header.mtime().map_err(bad_header("mtime"))?,
     };
     let meta = Meta {
@@ -142,9 +168,9 @@ fn apply_entry<R: Read>(
                 .into());
             }
             tree.check_parents(&target, false)?;
-            let expected = entry.size();
+            let expected = entry.size;
             match tree
-                .spool_file(entry, expected, meta.clone())
+                .spool_file(&mut archive.data(), expected, meta.clone())
                 .map_err(Failure::Read)?
             {
                 Ok(inode) => Kind::File(inode),
@@ -152,7 +178,7 @@ fn apply_entry<R: Read>(
             }
         }
         EntryType::Link => {
-            let raw = entry.link_name_bytes().unwrap_or_default();
+            let raw = entry.link.clone().unwrap_or_default();
             let link_target = match path::normalize(&raw) {
                 Ok(t) => t,
                 Err(EntryProblem::EscapesRoot) => {
@@ -166,14 +192,14 @@ fn apply_entry<R: Read>(
             return link(tree, &target, &link_target);
         }
         EntryType::Symlink => {
-            let raw = entry.link_name_bytes().unwrap_or_default();
+            let raw = entry.link.clone().unwrap_or_default();
             if raw.is_empty() {
                 return Err(EntryProblem::BadSymlinkTarget("empty").into());
             }
             if raw.contains(&0) {
                 return Err(EntryProblem::BadSymlinkTarget("contains a NUL byte").into());
             }
-            let text = String::from_utf8(raw.into_owned())
+            let text = String::from_utf8(raw)
                 .map_err(|_| EntryProblem::BadSymlinkTarget("not valid UTF-8"))?;
             Kind::Symlink(text)
         }
@@ -248,20 +274,19 @@ fn link(tree: &mut Tree, path: &str, target: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn read_pax<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<u8>)>, Failure> {
-    let mut records = Vec::new();
-    let Some(extensions) = entry.pax_extensions().map_err(bad_header("PAX header"))? else {
-        return Ok(records);
-    };
-    for extension in extensions {
-        let extension = extension.map_err(bad_header("PAX record"))?;
-        let key = extension.key().map_err(|_| EntryProblem::BadHeader {
-            field: "PAX record",
-            detail: "key is not UTF-8".to_string(),
-        })?;
-        records.push((key.to_string(), extension.value_bytes().to_vec()));
-    }
-    Ok(records)
+/// PAX records with their keys as text (every PAX key we act on is ASCII).
+fn utf8_keys<'a>(
+    records: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<Vec<(String, Vec<u8>)>, EntryProblem> {
+    records
+        .map(|(key, value)| match std::str::from_utf8(key) {
+            Ok(key) => Ok((key.to_string(), value.to_vec())),
+            Err(_) => Err(EntryProblem::BadHeader {
+                field: "PAX record",
+                detail: "key is not UTF-8".to_string(),
+            }),
+        })
+        .collect()
 }
 
 /// PAX times are decimal seconds, possibly negative or fractional; whole seconds, floored at 0.

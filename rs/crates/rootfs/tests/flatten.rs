@@ -289,3 +289,48 @@ fn input_entry_order_does_not_matter() {
     assert_eq!(m1.output.size, one.len() as u64);
     assert_eq!(m1.output.sha256, icos_common::Digest::of(&one));
 }
+
+#[test]
+fn xattr_values_with_newlines_and_equals_are_kept_byte_for_byte() {
+    // The layer's PAX header (records framed by their length prefix, written by hand in
+    // `Layer::raw`) holds a value with 0x0A and '=' bytes, followed by mtime and path records.
+    let long = format!("dir/{}", "x".repeat(120));
+    let layer = Layer::new()
+        .dir("dir/")
+        .raw(E {
+            data: b"nl",
+            pax: vec![
+                ("SCHILY.xattr.user.nl", b"a\nb=c".to_vec()),
+                ("SCHILY.xattr.user.z", b"\n".to_vec()),
+                ("mtime", b"1650000000.25".to_vec()),
+            ],
+            ..E::new(&long, b'0')
+        })
+        .finish();
+    let (tar, manifest) = flatten(&[layer]).unwrap();
+    let entry = manifest
+        .entries
+        .iter()
+        .find(|e| e.path == format!("/{long}"))
+        .expect("the long path survives the newline before it");
+    assert_eq!(entry.xattrs["user.nl"], hex::encode(b"a\nb=c"));
+    assert_eq!(entry.xattrs["user.z"], "0a");
+    assert_eq!(entry.mtime, 1_650_000_000);
+
+    // The output tar carries the same records, each with a correct length prefix.
+    let has = |needle: &[u8]| tar.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"30 SCHILY.xattr.user.nl=a\nb=c\n"));
+    assert!(has(b"25 SCHILY.xattr.user.z=\n\n"));
+    let mut reader = icos_common::tarread::TarReader::new(&tar[..]).require_end_marker();
+    let mut found = None;
+    while let Some(e) = reader.next_entry().unwrap() {
+        if e.path == format!("./{long}").as_bytes() {
+            found = Some(e);
+        }
+    }
+    let found = found.unwrap();
+    assert_eq!(
+        found.xattrs().collect::<Vec<_>>(),
+        [(&b"user.nl"[..], &b"a\nb=c"[..]), (b"user.z", b"\n")]
+    );
+}
