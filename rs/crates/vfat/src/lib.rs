@@ -21,13 +21,16 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use fatfs::{
     Date, DateTime, FatType, FileSystem, FormatVolumeOptions, FsOptions, Time, TimeProvider,
 };
+use icos_common::tarread::TarReader;
 use icos_common::{seed, AtomicFile, SourceDateEpoch};
 use serde::{Deserialize, Serialize};
 
@@ -284,47 +287,42 @@ fn check_name(tree: &Path, entry: &str, name: &str) -> Result<(), VfatError> {
 }
 
 /// Reads the tar's headers (not its data) into a sorted tree, checking everything FAT needs.
-fn scan(tree: &Path, archive: &mut tar::Archive<BufReader<File>>) -> Result<Tree, VfatError> {
+///
+/// The shared reader of icos-common, not `tar::Archive`: the tar crate splits PAX records at
+/// newlines, so a tree whose xattr value holds a 0x0A byte would fail here although FAT ignores
+/// xattrs.
+fn scan(tree: &Path, archive: &mut TarReader<BufReader<File>>) -> Result<Tree, VfatError> {
     let rd = |source: io::Error| VfatError::ReadTree {
         path: tree.to_path_buf(),
         source,
     };
     let mut entries: BTreeMap<Vec<String>, Kind> = BTreeMap::new();
-    for e in archive.entries_with_seek().map_err(rd)? {
-        let mut e = e.map_err(rd)?;
-        let raw = e.path().map_err(rd)?.into_owned();
+    while let Some(e) = archive.next_entry().map_err(|e| rd(e.into()))? {
+        let raw = Path::new(OsStr::from_bytes(&e.path));
         let shown = raw.to_string_lossy().into_owned();
-        let path = components(tree, &raw)?;
-        let ty = e.header().entry_type();
-        if let Some(pax) = e.pax_extensions().map_err(rd)? {
-            for ext in pax {
-                let ext = ext.map_err(rd)?;
-                if ext.key_bytes().starts_with(b"GNU.sparse.") {
-                    return Err(VfatError::Unsupported {
-                        tree: tree.to_path_buf(),
-                        entry: shown,
-                        kind: "GNU sparse file (not in the rootfs tar format)",
-                    });
-                }
-            }
+        let path = components(tree, raw)?;
+        let ty = tar::EntryType::new(e.typeflag);
+        if e.pax.iter().any(|(k, _)| k.starts_with(b"GNU.sparse.")) {
+            return Err(VfatError::Unsupported {
+                tree: tree.to_path_buf(),
+                entry: shown,
+                kind: "GNU sparse file (not in the rootfs tar format)",
+            });
         }
         let kind = match ty {
             tar::EntryType::XGlobalHeader => continue, // metadata only (e.g. Python's tarfile)
             tar::EntryType::Directory => Kind::Dir,
             tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File {
-                offset: e.raw_file_position(),
-                size: e.size(),
+                offset: e.data_pos,
+                size: e.size,
             },
             tar::EntryType::Link => {
-                let target = e
-                    .link_name()
-                    .map_err(rd)?
-                    .ok_or_else(|| VfatError::BadEntry {
-                        tree: tree.to_path_buf(),
-                        entry: shown.clone(),
-                        problem: "is a hardlink without a target".into(),
-                    })?;
-                Kind::Link(components(tree, &target)?)
+                let target = e.link.as_deref().ok_or_else(|| VfatError::BadEntry {
+                    tree: tree.to_path_buf(),
+                    entry: shown.clone(),
+                    problem: "is a hardlink without a target".into(),
+                })?;
+                Kind::Link(components(tree, Path::new(OsStr::from_bytes(target)))?)
             }
             other => {
                 return Err(VfatError::Unsupported {
@@ -410,7 +408,7 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
         path: tree.to_path_buf(),
         source,
     })?;
-    let mut archive = tar::Archive::new(BufReader::new(file));
+    let mut archive = TarReader::seekable(BufReader::new(file));
     let sorted = scan(tree, &mut archive)?;
     let mut data = archive.into_inner();
 

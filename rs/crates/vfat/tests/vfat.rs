@@ -361,3 +361,62 @@ fn bad_inputs_are_refused_and_leave_no_output() {
     .unwrap_err();
     assert!(e.to_string().contains("missing.tar"), "{e}");
 }
+
+/// One PAX record, written by hand with its length prefix (which counts its own digits).
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
+}
+
+#[test]
+fn xattr_values_with_newlines_are_no_obstacle() {
+    // A rootfs tar whose PAX header holds an xattr value with 0x0A and '=' bytes, followed by
+    // the path record of a long name: FAT ignores the xattr but must get the name and the data.
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("./EFI/{}.efi", "n".repeat(110));
+    let records = [
+        pax_record("SCHILY.xattr.user.nl", b"a\nb=c"),
+        pax_record("path", long.as_bytes()),
+    ]
+    .concat();
+    let mut t = Vec::new();
+    let mut add = |name: &str, kind: tar::EntryType, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        t.extend_from_slice(h.as_bytes());
+        t.extend_from_slice(data);
+        t.resize(t.len().div_ceil(512) * 512, 0);
+    };
+    add("./", tar::EntryType::Directory, b"");
+    add("./EFI/", tar::EntryType::Directory, b"");
+    add("./@PaxHeader", tar::EntryType::XHeader, &records);
+    add("./EFI/truncated", tar::EntryType::Regular, b"MZ boot");
+    t.extend_from_slice(&[0u8; 1024]);
+    let tar = dir.path().join("esp.tar");
+    fs::write(&tar, &t).unwrap();
+    let img = dir.path().join("esp.vfat");
+    build_vfat(&tar, &img, &opts("s", 64 * MIB, 1_700_000_000)).unwrap();
+    let (ok, text) = run("fsck.fat", "dosfstools", &["-n", img.to_str().unwrap()]);
+    assert!(ok, "fsck.fat -n failed:\n{text}");
+    let out = Command::new("mtype")
+        .args(["-i", img.to_str().unwrap(), &format!("::{}", &long[2..])])
+        .output()
+        .expect("mtype: apt-get install mtools");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"MZ boot");
+}
