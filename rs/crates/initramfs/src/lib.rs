@@ -9,10 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::{Compression, GzBuilder};
+use icos_common::tarread::TarReader;
 use icos_common::{AtomicFile, Digest, HashingWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +85,10 @@ fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
 }
 
 /// Converts the rootfs tar at `tar_path` into a gzip-compressed newc initramfs at `out` (atomically).
+///
+/// The tar is read with the shared reader of icos-common, not `tar::Archive`: the tar crate splits
+/// PAX records at newlines, so it missed an xattr whose value holds a 0x0A byte (and dropped it
+/// silently) and lost a long name holding a newline.
 pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, InitramfsError> {
     let io_in = |source| InitramfsError::Io {
         path: tar_path.to_path_buf(),
@@ -101,14 +106,14 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
 
     // Pass 1: link counts of hardlink groups (the primary is the first entry, ARCHITECTURE.md).
     let mut links: BTreeMap<String, u32> = BTreeMap::new();
-    let mut archive = tar::Archive::new(File::open(tar_path).map_err(io_in)?);
-    for entry in archive.entries().map_err(io_in)? {
-        let entry = entry.map_err(io_in)?;
-        if entry.header().entry_type().is_hard_link() {
-            let target = entry
-                .link_name_bytes()
-                .map(|l| String::from_utf8_lossy(&l).into_owned())
-                .unwrap_or_default();
+    let open = || -> Result<_, InitramfsError> {
+        let file = File::open(tar_path).map_err(io_in)?;
+        Ok(TarReader::seekable(BufReader::with_capacity(1 << 16, file)))
+    };
+    let mut archive = open()?;
+    while let Some(entry) = archive.next_entry().map_err(|e| io_in(e.into()))? {
+        if tar::EntryType::new(entry.typeflag).is_hard_link() {
+            let target = String::from_utf8_lossy(entry.link.as_deref().unwrap_or_default());
             *links.entry(cpio_name(&target)).or_insert(1) += 1;
         }
     }
@@ -117,25 +122,22 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
     let mut gz = GzBuilder::new().write(HashingWriter::new(file.file()), Compression::best());
     let mut inodes: BTreeMap<String, u32> = BTreeMap::new();
     let mut next_ino = 1u32;
-    let mut archive = tar::Archive::new(File::open(tar_path).map_err(io_in)?);
-    for entry in archive.entries().map_err(io_in)? {
-        let mut entry = entry.map_err(io_in)?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let mut archive = open()?;
+    while let Some(entry) = archive.next_entry().map_err(|e| io_in(e.into()))? {
+        let raw = String::from_utf8_lossy(&entry.path).into_owned();
         let name = cpio_name(&raw);
         if name.split('/').any(|c| c == "..") {
             return Err(bad(&raw, "path contains '..'"));
         }
-        if entry.pax_extensions().map_err(io_in)?.is_some_and(|mut p| {
-            p.any(|r| r.is_ok_and(|r| r.key_bytes().starts_with(b"SCHILY.xattr.")))
-        }) {
+        if entry.xattrs().next().is_some() {
             return Err(bad(&raw, "has xattrs, which a newc initramfs cannot carry"));
         }
-        let h = entry.header();
+        let h = tar::Header::from_byte_slice(&entry.header);
         let perm = h.mode().map_err(io_in)? & 0o7777;
-        let uid = h.uid().map_err(io_in)? as u32;
-        let gid = h.gid().map_err(io_in)? as u32;
-        let mtime =
-            u32::try_from(h.mtime().map_err(io_in)?).map_err(|_| bad(&raw, "mtime beyond 2106"))?;
+        let uid = entry.uid().map_err(|e| bad(&raw, &e))? as u32;
+        let gid = entry.gid().map_err(|e| bad(&raw, &e))? as u32;
+        let mtime = u32::try_from(entry.mtime().map_err(|e| bad(&raw, &e))?)
+            .map_err(|_| bad(&raw, "mtime beyond 2106"))?;
         let kind = h.entry_type();
         let rdev = (
             h.device_major().ok().flatten().unwrap_or(0),
@@ -158,18 +160,15 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
             tar::EntryType::Directory => header.mode = S_IFDIR | perm,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 header.mode = S_IFREG | perm;
-                header.size = u32::try_from(h.size().map_err(io_in)?)
-                    .map_err(|_| bad(&raw, "larger than 4 GiB"))?;
+                header.size =
+                    u32::try_from(entry.size).map_err(|_| bad(&raw, "larger than 4 GiB"))?;
                 header.nlink = links.get(&name).copied().unwrap_or(1);
                 stream_body = true;
             }
             tar::EntryType::Link => {
-                let target = cpio_name(
-                    &entry
-                        .link_name_bytes()
-                        .map(|l| String::from_utf8_lossy(&l).into_owned())
-                        .unwrap_or_default(),
-                );
+                let target = cpio_name(&String::from_utf8_lossy(
+                    entry.link.as_deref().unwrap_or_default(),
+                ));
                 let ino = *inodes.get(&target).ok_or_else(|| {
                     bad(
                         &raw,
@@ -183,9 +182,9 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
             }
             tar::EntryType::Symlink => {
                 let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| bad(&raw, "symlink without target"))?
-                    .into_owned();
+                    .link
+                    .clone()
+                    .ok_or_else(|| bad(&raw, "symlink without target"))?;
                 header.mode = S_IFLNK | 0o777;
                 header.size = target.len() as u32;
                 body = Some(target);
@@ -211,7 +210,7 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
         write_header(&mut gz, &header).map_err(io_out)?;
         let size = header.size as u64;
         if stream_body {
-            let copied = io::copy(&mut (&mut entry).take(size), &mut gz).map_err(io_in)?;
+            let copied = io::copy(&mut archive.data().take(size), &mut gz).map_err(io_in)?;
             if copied != size {
                 return Err(bad(
                     &raw,
