@@ -3,14 +3,19 @@
 //!
 //! Sparse formats: PAX 1.0 (`GNU.sparse.major=1`, `GNU.sparse.minor=0`: the data starts with a
 //! decimal map `count\n offset\n size\n …` padded to 512 bytes, followed by the data chunks),
-//! PAX 0.1 (`GNU.sparse.map=off,size,…`) and old GNU (`S` entries, expanded by the `tar`
-//! crate). The `tar` crate alone does not understand the PAX formats: it would return the raw
-//! map and chunks. Holes are never materialised: [`MemberReader::next_piece`] reports them as a
-//! length of zeros.
+//! PAX 0.1 (`GNU.sparse.map=off,size,…`) and old GNU (`S` entries, whose map the tar reader
+//! returns). Holes are never materialised: [`MemberReader::next_piece`] reports them as a length
+//! of zeros.
+//!
+//! The archive is read with icos-common's tar reader, not `tar::Archive`: the tar crate splits PAX
+//! records at newlines, so a package (or a rootfs tar handed to diffoscope) whose PAX header holds
+//! a value with a 0x0A byte (a binary xattr, a file name) could not be read.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+
+use icos_common::tarread::{RawEntry, TarReader};
 
 use crate::DiffError;
 
@@ -20,7 +25,7 @@ pub type PackageStream = Box<dyn Read>;
 /// A package opened for reading its members in order.
 pub struct Package {
     path: PathBuf,
-    archive: tar::Archive<PackageStream>,
+    archive: TarReader<PackageStream>,
 }
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -40,7 +45,7 @@ impl Package {
         };
         Ok(Package {
             path: path.to_path_buf(),
-            archive: tar::Archive::new(stream),
+            archive: TarReader::new(stream),
         })
     }
 
@@ -50,12 +55,10 @@ impl Package {
 
     /// The members (regular files) in archive order.
     pub fn members(&mut self) -> Result<Members<'_>, DiffError> {
-        let path = self.path.clone();
-        let entries = self
-            .archive
-            .entries()
-            .map_err(|e| DiffError::read(&path, e))?;
-        Ok(Members { path, entries })
+        Ok(Members {
+            path: self.path.clone(),
+            archive: &mut self.archive,
+        })
     }
 }
 
@@ -75,22 +78,25 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Iterator over the regular-file members of a [`Package`].
 pub struct Members<'a> {
     path: PathBuf,
-    entries: tar::Entries<'a, PackageStream>,
+    archive: &'a mut TarReader<PackageStream>,
 }
 
-impl<'a> Members<'a> {
+impl Members<'_> {
     /// The next regular-file member, or `None` at the end of the archive.
-    pub fn next_member(&mut self) -> Result<Option<MemberReader<'a>>, DiffError> {
+    pub fn next_member(&mut self) -> Result<Option<MemberReader<'_>>, DiffError> {
         loop {
-            let Some(entry) = self.entries.next() else {
+            let entry = self
+                .archive
+                .next_entry()
+                .map_err(|e| self.err(format!("not a readable tar: {e}")))?;
+            let Some(entry) = entry else {
                 return Ok(None);
             };
-            let entry = entry.map_err(|e| self.err(format!("not a readable tar: {e}")))?;
-            let t = entry.header().entry_type();
+            let t = tar::EntryType::new(entry.typeflag);
             if !(t.is_file() || t.is_gnu_sparse() || t == tar::EntryType::Continuous) {
                 continue;
             }
-            return MemberReader::new(&self.path, entry).map(Some);
+            return MemberReader::new(&self.path, self.archive, entry).map(Some);
         }
     }
 
@@ -117,7 +123,7 @@ enum Layout {
 /// The logical content of one member: plain data, or a sparse file with its holes.
 pub struct MemberReader<'a> {
     path: PathBuf,
-    entry: tar::Entry<'a, PackageStream>,
+    archive: &'a mut TarReader<PackageStream>,
     name: String,
     size: u64,
     pos: u64,
@@ -132,31 +138,29 @@ fn parse_u64(s: &str) -> Option<u64> {
 }
 
 impl<'a> MemberReader<'a> {
-    fn new(path: &Path, mut entry: tar::Entry<'a, PackageStream>) -> Result<Self, DiffError> {
-        let stored = entry.size();
-        let mut tar_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    fn new(
+        path: &Path,
+        archive: &'a mut TarReader<PackageStream>,
+        entry: RawEntry,
+    ) -> Result<Self, DiffError> {
+        let stored = entry.size;
+        let mut tar_name = String::from_utf8_lossy(&entry.path).into_owned();
         let (mut major, mut minor, mut name, mut realsize, mut map01, mut size01) =
             (None, None, None, None, None, None);
         let mut old_style = false;
-        if let Some(exts) = entry
-            .pax_extensions()
-            .map_err(|e| DiffError::read(path, e))?
-        {
-            for ext in exts {
-                let ext = ext.map_err(|e| DiffError::read(path, e))?;
-                let (Ok(k), Ok(v)) = (ext.key(), ext.value()) else {
-                    continue;
-                };
-                match k {
-                    "GNU.sparse.major" => major = Some(v.to_string()),
-                    "GNU.sparse.minor" => minor = Some(v.to_string()),
-                    "GNU.sparse.name" => name = Some(v.to_string()),
-                    "GNU.sparse.realsize" => realsize = Some(v.to_string()),
-                    "GNU.sparse.size" => size01 = Some(v.to_string()),
-                    "GNU.sparse.map" => map01 = Some(v.to_string()),
-                    "GNU.sparse.offset" | "GNU.sparse.numbytes" => old_style = true,
-                    _ => {}
-                }
+        for (k, v) in &entry.pax {
+            let (Ok(k), Ok(v)) = (std::str::from_utf8(k), std::str::from_utf8(v)) else {
+                continue;
+            };
+            match k {
+                "GNU.sparse.major" => major = Some(v.to_string()),
+                "GNU.sparse.minor" => minor = Some(v.to_string()),
+                "GNU.sparse.name" => name = Some(v.to_string()),
+                "GNU.sparse.realsize" => realsize = Some(v.to_string()),
+                "GNU.sparse.size" => size01 = Some(v.to_string()),
+                "GNU.sparse.map" => map01 = Some(v.to_string()),
+                "GNU.sparse.offset" | "GNU.sparse.numbytes" => old_style = true,
+                _ => {}
             }
         }
         if let Some(n) = &name {
@@ -169,7 +173,7 @@ impl<'a> MemberReader<'a> {
         }
         let mut reader = MemberReader {
             path: path.to_path_buf(),
-            entry,
+            archive,
             name: clean.clone(),
             size: stored,
             pos: 0,
@@ -177,14 +181,9 @@ impl<'a> MemberReader<'a> {
         };
         match (major.as_deref(), minor.as_deref()) {
             (None, None) if map01.is_none() => {
-                // plain member, or an old GNU sparse member already expanded by the tar crate
-                if reader.entry.header().entry_type().is_gnu_sparse() {
-                    reader.size = reader
-                        .entry
-                        .header()
-                        .as_gnu()
-                        .and_then(|g| g.real_size().ok())
-                        .ok_or_else(|| bad("GNU sparse header without a real size".into()))?;
+                // plain member, or an old GNU sparse member (its map is in the headers)
+                if let Some(sparse) = entry.sparse {
+                    reader.finish_sparse(sparse.chunks, sparse.real_size, stored)?;
                 }
             }
             (Some("1"), Some("0")) => {
@@ -241,7 +240,7 @@ impl<'a> MemberReader<'a> {
             if consumed + 512 > stored {
                 return Err(bad("ends before the map is complete"));
             }
-            let n = read_full(&mut self.entry, &mut block)
+            let n = read_full(&mut self.archive.data(), &mut block)
                 .map_err(|e| DiffError::read(&self.path, e))?;
             if n != 512 {
                 return Err(bad("the archive ends inside the map"));
@@ -344,7 +343,7 @@ impl<'a> MemberReader<'a> {
         };
         let want = (buf.len() as u64).min(data_len) as usize;
         let n = loop {
-            match self.entry.read(&mut buf[..want]) {
+            match self.archive.data().read(&mut buf[..want]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(DiffError::read(&self.path, e)),

@@ -258,3 +258,99 @@ fn first_itable(dump: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+#[test]
+fn reads_old_gnu_sparse_members_with_extension_headers() {
+    // `--format=gnu --sparse` writes type 'S' members; ten data regions need an extension block
+    // after the header (which holds four).
+    let tmp = tempfile::tempdir().unwrap();
+    let size = 4 << 20;
+    let mut want = vec![0u8; size];
+    let mut f = fs::File::create(tmp.path().join("disk.img")).unwrap();
+    for i in 0..10 {
+        let at = i * 400_000 + 123;
+        want[at..at + 5000].fill(i as u8 + 1);
+        f.seek(SeekFrom::Start(at as u64)).unwrap();
+        f.write_all(&want[at..at + 5000]).unwrap();
+    }
+    f.set_len(size as u64).unwrap();
+    drop(f);
+    fs::write(tmp.path().join("plain.txt"), b"plain member\n").unwrap();
+    let tar_path = tmp.path().join("gnu.tar");
+    let st = Command::new("tar")
+        .current_dir(tmp.path())
+        .args(["--format=gnu", "--sparse", "-cf"])
+        .arg(&tar_path)
+        .args(["disk.img", "plain.txt"])
+        .status()
+        .expect("GNU tar runs");
+    assert!(st.success());
+    let raw = fs::read(&tar_path).unwrap();
+    assert_eq!(raw[156], b'S', "GNU tar wrote an old-style sparse member");
+    assert_eq!(raw[482], 1, "with an extension block");
+    let got = read_all(&tar_path);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].0, "disk.img");
+    assert!(got[0].1 == want, "sparse content differs");
+    assert!(got[0].2 >= 3 << 20, "holes are reported as holes");
+    assert_eq!(got[1].1, b"plain member\n");
+}
+
+/// One PAX record, written by hand with its length prefix (which counts its own digits).
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
+}
+
+#[test]
+fn pax_values_with_newlines_do_not_stop_the_reader() {
+    // A rootfs-like tar: an xattr value with 0x0A and '=' bytes, then a long name's path record.
+    let tmp = tempfile::tempdir().unwrap();
+    let long = format!("./etc/{}", "n".repeat(120));
+    let records = [
+        pax_record("SCHILY.xattr.user.nl", b"a\nb=c"),
+        pax_record("path", long.as_bytes()),
+    ]
+    .concat();
+    let mut t = Vec::new();
+    let mut add = |name: &str, kind: tar::EntryType, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        t.extend_from_slice(h.as_bytes());
+        t.extend_from_slice(data);
+        t.resize(t.len().div_ceil(512) * 512, 0);
+    };
+    add("./", tar::EntryType::Directory, b"");
+    add("./@PaxHeader", tar::EntryType::XHeader, &records);
+    add("./etc/truncated", tar::EntryType::Regular, b"content\n");
+    add("./etc/motd", tar::EntryType::Regular, b"motd\n");
+    t.extend_from_slice(&[0u8; 1024]);
+    for (name, bytes) in [
+        ("rootfs.tar", t.clone()),
+        ("rootfs.tar.zst", zstd::encode_all(&t[..], 3).unwrap()),
+    ] {
+        let p = tmp.path().join(name);
+        fs::write(&p, bytes).unwrap();
+        let got = read_all(&p);
+        assert_eq!(got.len(), 2, "{name}");
+        assert_eq!(
+            (got[0].0.as_str(), &got[0].1[..]),
+            (&long[2..], &b"content\n"[..])
+        );
+        assert_eq!(
+            (got[1].0.as_str(), &got[1].1[..]),
+            ("etc/motd", &b"motd\n"[..])
+        );
+    }
+}
