@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use sha1::{Digest as _, Sha1};
 use sha2::Sha256;
 
+use icos_common::tarread::TarReader;
 use icos_common::{AtomicFile, Digest, HashingReader, SourceDateEpoch};
 
 use crate::provenance::pct;
@@ -416,16 +417,16 @@ fn scan_tar(path: &Path) -> Result<TarScan, SbomError> {
     let mut files = BTreeMap::new();
     let mut dpkg_status = None;
     {
-        let mut archive = tar::Archive::new(&mut reader);
-        let entries = archive.entries().map_err(|e| bad(e.to_string()))?;
+        // icos-common's reader, not `tar::Archive`: the tar crate splits PAX records at newlines,
+        // so an xattr value holding a 0x0A byte made a valid rootfs tar unreadable.
+        let mut archive = TarReader::new(&mut reader);
         let mut buf = vec![0u8; 1 << 16];
-        for entry in entries {
-            let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-            let ty = entry.header().entry_type();
+        while let Some(entry) = archive.next_entry().map_err(|e| bad(e.to_string()))? {
+            let ty = tar::EntryType::new(entry.typeflag);
             if !(ty.is_file() || ty == tar::EntryType::Continuous) {
                 continue;
             }
-            let raw = entry.path_bytes().into_owned();
+            let raw = entry.path;
             let name = String::from_utf8(raw).map_err(|e| {
                 bad(format!(
                     "entry name {:?} is not UTF-8",
@@ -437,17 +438,17 @@ fn scan_tar(path: &Path) -> Result<TarScan, SbomError> {
                 .ok_or_else(|| bad(format!("entry {name:?} does not start with ./")))?;
             let p = format!("/{}", rel.trim_end_matches('/'));
             let keep = p == DPKG_STATUS;
-            if keep && entry.size() > DPKG_STATUS_MAX {
+            if keep && entry.size > DPKG_STATUS_MAX {
                 return Err(bad(format!(
                     "{DPKG_STATUS} is {} bytes, more than the {DPKG_STATUS_MAX} this tool reads",
-                    entry.size()
+                    entry.size
                 )));
             }
             let mut kept = Vec::new();
             let mut s1 = Sha1::new();
             let mut s256 = Sha256::new();
             loop {
-                let n = match entry.read(&mut buf) {
+                let n = match archive.data().read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

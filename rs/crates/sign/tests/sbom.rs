@@ -12,6 +12,8 @@ const SDE: u64 = 1_700_000_000;
 enum Kind<'a> {
     Dir,
     File(&'a [u8]),
+    /// A file with the xattr `user.nl` (value given), carried in a hand-written PAX header.
+    XattrFile(&'a [u8], &'a [u8]),
     Symlink(&'a str),
     Hardlink(&'a str),
 }
@@ -81,7 +83,23 @@ fn build_rootfs(dir: &Path, entries: &[(&str, Kind)]) -> (PathBuf, PathBuf) {
             (p, _) => format!(".{p}"),
         };
         let mut h = tar::Header::new_ustar();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        let mut pax = Vec::new();
+        if let Kind::XattrFile(_, value) = kind {
+            pax.extend(pax_record("SCHILY.xattr.user.nl", value));
+        }
+        if name.len() > 100 {
+            pax.extend(pax_record("path", name.as_bytes()));
+        }
+        if !pax.is_empty() {
+            let mut x = tar::Header::new_ustar();
+            x.as_old_mut().name[..12].copy_from_slice(b"./@PaxHeader");
+            x.set_entry_type(tar::EntryType::XHeader);
+            x.set_size(pax.len() as u64);
+            x.set_cksum();
+            b.append(&x, &pax[..]).unwrap();
+        }
+        let short = &name.as_bytes()[..name.len().min(100)];
+        h.as_old_mut().name[..short.len()].copy_from_slice(short);
         h.set_uid(0);
         h.set_gid(0);
         h.set_mtime(SDE);
@@ -94,7 +112,7 @@ fn build_rootfs(dir: &Path, entries: &[(&str, Kind)]) -> (PathBuf, PathBuf) {
                 m["mode"] = json!("0755");
                 b""
             }
-            Kind::File(d) => {
+            Kind::File(d) | Kind::XattrFile(d, _) => {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(0o644);
                 m["type"] = json!("file");
@@ -139,6 +157,16 @@ fn build_rootfs(dir: &Path, entries: &[(&str, Kind)]) -> (PathBuf, PathBuf) {
     fs::write(&t, tar).unwrap();
     fs::write(&m, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
     (t, m)
+}
+
+/// One PAX record, written by hand with its length prefix (which counts its own digits).
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
 }
 
 fn req<'a>(t: &'a Path, m: &'a Path) -> SbomRequest<'a> {
@@ -395,4 +423,30 @@ fn bad_names_manifests_and_status_files_are_refused() {
     let out = dir.path().join("out.json");
     assert!(write_sbom(&req(&not_tar, &m), &out).is_err());
     assert!(!out.exists(), "a failed run left an output");
+}
+
+#[test]
+fn xattr_values_with_newlines_do_not_hide_files() {
+    // The PAX header holds an xattr value with 0x0A and '=' bytes, then a long name's path. The
+    // value's second line looks like a record of its own (a forged path) to a parser that splits
+    // at newlines instead of honouring the length prefix.
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("/usr/bin/{}", "n".repeat(120));
+    let mut entries: Vec<(&str, Kind)> = tree(None);
+    entries.push((
+        &long,
+        Kind::XattrFile(b"long file\n", b"a=b\n19 path=./etc/evil"),
+    ));
+    let (t, m) = build_rootfs(dir.path(), &entries);
+    let doc: Value = serde_json::from_slice(&render_sbom(&req(&t, &m)).unwrap()).unwrap();
+    let files = doc["files"].as_array().unwrap();
+    let file = files
+        .iter()
+        .find(|f| f["fileName"] == format!(".{long}"))
+        .unwrap_or_else(|| panic!("no {long} in {files:?}"));
+    assert_eq!(
+        file["checksums"][0]["checksumValue"],
+        hex::encode(Sha1::digest(b"long file\n"))
+    );
+    assert!(!files.iter().any(|f| f["fileName"] == "./etc/evil"));
 }
