@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use icos_common::tarread::{ReadError, TarReader};
 
 #[derive(Debug, Clone)]
 enum Member {
@@ -36,28 +38,31 @@ impl TarIndex {
     pub fn open(path: &Path) -> Result<TarIndex, io::Error> {
         let file = File::open(path)?;
         let mut members = BTreeMap::new();
-        let mut archive = tar::Archive::new(&file);
-        let entries = archive.entries_with_seek()?;
-        for entry in entries {
-            let entry = entry.map_err(|e| {
-                io::Error::new(e.kind(), format!("not a readable tar archive: {e}"))
-            })?;
-            let Ok(raw_name) = std::str::from_utf8(&entry.path_bytes()).map(str::to_string) else {
+        // icos-common's reader, not `tar::Archive`: the tar crate splits PAX records at newlines
+        // when it picks a member's name, so a value holding a newline could hide or forge one.
+        let mut archive = TarReader::seekable(BufReader::new(&file));
+        let not_readable = |e: ReadError| {
+            let e = io::Error::from(e);
+            io::Error::new(e.kind(), format!("not a readable tar archive: {e}"))
+        };
+        while let Some(entry) = archive.next_entry().map_err(not_readable)? {
+            let Ok(raw_name) = std::str::from_utf8(&entry.path).map(str::to_string) else {
                 continue; // a name we could never be asked for
             };
             let Some(name) = normalize(&raw_name) else {
                 continue;
             };
-            let kind = entry.header().entry_type();
+            let kind = tar::EntryType::new(entry.typeflag);
             let member = if kind.is_file() || kind.is_contiguous() {
                 Member::File {
-                    offset: entry.raw_file_position(),
-                    size: entry.size(),
+                    offset: entry.data_pos,
+                    size: entry.size,
                 }
             } else if kind.is_symlink() || kind.is_hard_link() {
                 let target = entry
-                    .link_name_bytes()
-                    .and_then(|t| std::str::from_utf8(&t).ok().map(str::to_string))
+                    .link
+                    .as_deref()
+                    .and_then(|t| std::str::from_utf8(t).ok().map(str::to_string))
                     .unwrap_or_default();
                 let base = if kind.is_symlink() { parent(&name) } else { "" };
                 Member::Link(resolve_link(base, &target))
@@ -226,5 +231,57 @@ mod tests {
         );
         assert!(resolve_link("a", "../../x").is_err());
         assert!(resolve_link("a", "/x").is_err());
+    }
+
+    /// One PAX record, written by hand with its length prefix (which counts its own digits).
+    fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+        let body = key.len() + value.len() + 3;
+        let mut len = body + 1;
+        while len != body + len.to_string().len() {
+            len = body + len.to_string().len();
+        }
+        [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
+    }
+
+    #[test]
+    fn pax_values_with_newlines_neither_break_nor_rename_members() {
+        // A comment whose second line looks like a `path` record of its own to a parser that
+        // splits at newlines, then the member's real (long) name.
+        let long = format!("blobs/sha256/{}", "a".repeat(100));
+        let records = [
+            pax_record("comment", b"x\n22 path=manifest.json"),
+            pax_record("path", long.as_bytes()),
+        ]
+        .concat();
+        let mut t = Vec::new();
+        let mut add = |name: &str, kind: tar::EntryType, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            t.extend_from_slice(h.as_bytes());
+            t.extend_from_slice(data);
+            t.resize(t.len().div_ceil(512) * 512, 0);
+        };
+        add("PaxHeader", tar::EntryType::XHeader, &records);
+        add("truncated", tar::EntryType::Regular, b"blob");
+        add("index.json", tar::EntryType::Regular, b"{}");
+        t.extend_from_slice(&[0u8; 1024]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar");
+        std::fs::write(&path, &t).unwrap();
+        let index = TarIndex::open(&path).unwrap();
+        assert!(index.contains(&long));
+        assert!(!index.contains("manifest.json") && !index.contains("truncated"));
+        let mut data = String::new();
+        index
+            .open_member(&long)
+            .unwrap()
+            .read_to_string(&mut data)
+            .unwrap();
+        assert_eq!(data, "blob");
+        assert_eq!(index.size("index.json"), Ok(2));
     }
 }
