@@ -10,6 +10,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use icos_common::tarread::TarReader;
 use icos_common::{AtomicFile, Digest, HashingWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -182,10 +183,11 @@ pub fn write_layer(deb: &Path, opts: &LayerOptions, out: &Path) -> Result<LayerS
     let (sha256, size) = {
         let mut builder = tar::Builder::new(HashingWriter::new(file.file()));
         builder.mode(tar::HeaderMode::Complete);
-        let mut archive = tar::Archive::new(data_tar(deb)?);
-        for entry in archive.entries().map_err(io_err(deb))? {
-            let mut entry = entry.map_err(io_err(deb))?;
-            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        // icos-common's reader, not `tar::Archive`: the tar crate splits PAX records at newlines
+        // when it picks a member's name, so a value holding a newline could hide or forge one.
+        let mut archive = TarReader::new(data_tar(deb)?);
+        while let Some(entry) = archive.next_entry().map_err(|e| io_err(deb)(e.into()))? {
+            let raw_name = String::from_utf8_lossy(&entry.path).into_owned();
             let name = absolute(&raw_name);
             if name.split('/').any(|c| c == "..") {
                 return Err(DebError::BadMember {
@@ -210,19 +212,39 @@ pub fn write_layer(deb: &Path, opts: &LayerOptions, out: &Path) -> Result<LayerS
                     rename_used[i] = true;
                 }
             }
-            let mut header = entry.header().clone();
-            if entry.header().entry_type().is_hard_link() {
+            let mut header = tar::Header::from_byte_slice(&entry.header).clone();
+            // Owners from PAX records replace the header's, as the tar crate did.
+            for (key, value, set) in [
+                (
+                    &b"uid"[..],
+                    entry.uid(),
+                    tar::Header::set_uid as fn(&mut tar::Header, u64),
+                ),
+                (b"gid", entry.gid(), tar::Header::set_gid),
+            ] {
+                if entry.pax_value(key).is_some() {
+                    let id = value.map_err(|reason| DebError::BadMember {
+                        path: deb.to_path_buf(),
+                        member: raw_name.clone(),
+                        reason,
+                    })?;
+                    set(&mut header, id);
+                }
+            }
+            if header.entry_type().is_hard_link() {
                 let link = entry
-                    .link_name_bytes()
-                    .map(|l| absolute(&String::from_utf8_lossy(&l)))
+                    .link
+                    .as_deref()
+                    .map(|l| absolute(&String::from_utf8_lossy(l)))
                     .unwrap_or_default();
                 builder
                     .append_link(&mut header, &target[1..], &link[1..])
                     .map_err(io_err(out))?;
-            } else if entry.header().entry_type().is_symlink() {
+            } else if header.entry_type().is_symlink() {
                 let link = entry
-                    .link_name_bytes()
-                    .map(|l| String::from_utf8_lossy(&l).into_owned())
+                    .link
+                    .as_deref()
+                    .map(|l| String::from_utf8_lossy(l).into_owned())
                     .unwrap_or_default();
                 builder
                     .append_link(&mut header, &target[1..], &link)
@@ -231,7 +253,7 @@ pub fn write_layer(deb: &Path, opts: &LayerOptions, out: &Path) -> Result<LayerS
                 continue; // the root directory belongs to the image, not to a package
             } else {
                 builder
-                    .append_data(&mut header, &target[1..], &mut entry)
+                    .append_data(&mut header, &target[1..], &mut archive.data())
                     .map_err(io_err(out))?;
             }
             entries += 1;

@@ -156,3 +156,88 @@ fn truncated_package_is_an_error() {
     assert!(err.to_string().contains("cut.deb"), "{err}");
     assert!(!out.exists());
 }
+
+/// One PAX record, written by hand with its length prefix (which counts its own digits).
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
+}
+
+/// An `ar` archive of `(name, data)` members, as `.deb` packages are.
+fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = b"!<arch>\n".to_vec();
+    for (name, data) in members {
+        let header = format!(
+            "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            format!("{name}/"),
+            0,
+            0,
+            0,
+            "100644",
+            data.len()
+        );
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn pax_values_with_newlines_neither_break_nor_rename_members() {
+    // A PAX data.tar (not what dpkg-deb writes, but a valid package): an xattr value whose second
+    // line looks like a `path` record to a parser that splits at newlines, then the real path.
+    let long = format!("./usr/share/doc/{}", "d".repeat(120));
+    let records = [
+        pax_record("SCHILY.xattr.user.nl", b"a=b\n19 path=./etc/evil"),
+        pax_record("path", long.as_bytes()),
+    ]
+    .concat();
+    let mut data = Vec::new();
+    let mut add = |name: &str, kind: tar::EntryType, body: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        data.extend_from_slice(h.as_bytes());
+        data.extend_from_slice(body);
+        data.resize(data.len().div_ceil(512) * 512, 0);
+    };
+    add("./", tar::EntryType::Directory, b"");
+    add("./@PaxHeader", tar::EntryType::XHeader, &records);
+    add(
+        "./usr/share/doc/truncated",
+        tar::EntryType::Regular,
+        b"doc\n",
+    );
+    add("./boot/vmlinuz", tar::EntryType::Regular, b"kernel");
+    data.extend_from_slice(&[0u8; 1024]);
+    let dir = tempfile::tempdir().unwrap();
+    let deb = dir.path().join("pax.deb");
+    fs::write(
+        &deb,
+        ar(&[("debian-binary", b"2.0\n"), ("data.tar", &data)]),
+    )
+    .unwrap();
+    let out = dir.path().join("layer.tar");
+    let summary = write_layer(&deb, &LayerOptions::default(), &out).unwrap();
+    assert_eq!(summary.entries, 2);
+    let entries = list(&out);
+    assert_eq!(entries[0].0, long[2..]);
+    assert_eq!(entries[0].1, b"doc\n");
+    assert_eq!(
+        (entries[1].0.as_str(), &entries[1].1[..]),
+        ("boot/vmlinuz", &b"kernel"[..])
+    );
+}
