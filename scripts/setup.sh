@@ -13,10 +13,13 @@ deps_only=false
 [[ "${1:-}" == "--deps-only" ]] && deps_only=true
 
 # Debian packages: bazel-bootstrap builds; the rest are the standard checkers and helpers the tests
-# run against our outputs (the build itself runs only tools built from rs/).
+# run against our outputs (the build itself runs only tools built from rs/, with the pinned toolchain
+# of toolchains/debian/packages.bzl, never the host's compiler).
 packages=(
   bazel-bootstrap       # Bazel 4.2.3, the only Bazel offline
-  build-essential       # cc/ar for crates with C parts (zstd)
+  # Runtime libraries the pinned cargo and LLVM load (they never change what is compiled)
+  libgit2-1.5 libcurl4 libssh2-1 libsqlite3-0 libxml2 libedit2
+  build-essential       # cc for `cargo test` during development (scripts/test.sh), not for the build
   python3
   e2fsprogs             # e2fsck, debugfs, dumpe2fs: checking ext4 images
   dosfstools mtools     # fsck.fat, mdir/mtype: checking the ESP
@@ -29,6 +32,7 @@ packages=(
   disorderfs fuse3      # shuffled directory order for the two-builder check
   diffoscope-minimal    # optional deep diff of differing files
   cpio                  # checking initramfs archives
+  iproute2              # `ip link` for the network-less build in ci/hermetic-check.sh
   qemu-system-x86 ovmf  # booting the image in the boot test (TCG, UEFI)
 )
 
@@ -48,7 +52,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
     export PATH="$HOME/.cargo/bin:$PATH"
   else
-    echo "setup: cargo not found. Install Rust 1.95.0 (rustup toolchain install 1.95.0; the pin is toolchains/rust/versions.bzl) and run again." >&2
+    echo "setup: cargo not found. Install Rust (rustup; 1.95 is what the tests run with: cargo test, clippy, fmt) and run again. The image build itself uses the pinned Debian toolchain." >&2
     exit 1
   fi
 fi

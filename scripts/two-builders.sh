@@ -23,6 +23,7 @@
 #   jobs            --jobs=2                    vs --jobs=1
 #   dir order       as on disk                  vs shuffled by disorderfs (when FUSE is available)
 #   cargo home      the caller's                vs builder B's own, fetched separately
+#   repo cache      the caller's                vs builder B's own: B downloads the pinned toolchain itself
 set -euo pipefail
 
 here=${BUILD_WORKSPACE_DIRECTORY:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -44,7 +45,6 @@ while (($#)); do
   esac
 done
 
-command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 log() { echo "two-builders: $*" >&2; }
 
 [[ -n "$work" ]] || work=$(mktemp -d /tmp/icos-two-builders.XXXXXX)
@@ -61,19 +61,9 @@ if [[ $(id -u) -eq 0 ]]; then
   b_user=icos-builder-b
   id "$b_user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$b_user"
   b_home=$(getent passwd "$b_user" | cut -d: -f6)
-  # Builder B uses the same Rust toolchain binaries (they are part of the recorded tool identity);
-  # rustup keeps them under root's home, so let B traverse into it (no listing, no reading of others).
-  rust_sysroot=$(rustc --print sysroot)
-  dir=$rust_sysroot
-  while [[ "$dir" != / ]]; do
-    [[ -x "$dir" ]] && chmod o+x "$dir"
-    dir=$(dirname "$dir")
-  done
-  b_cargo=$rust_sysroot/bin/cargo
 else
   log "not root: builder B runs as the same user ($(id -un)); user is not varied"
   b_home=$work/b/home
-  b_cargo=$(command -v cargo)
 fi
 
 # With --keep, builder B's Bazel server and its disorderfs view stay up for the next run.
@@ -91,7 +81,7 @@ as_a() {
 
 as_b() {
   local env_args=(HOME="$b_home" USER="${b_user:-$(id -un)}" TZ=Pacific/Chatham LANG=fr_FR.UTF-8
-    PATH=/usr/local/bin:/usr/bin:/bin CARGO="$b_cargo")
+    PATH=/usr/local/bin:/usr/bin:/bin)
   if [[ -n "$b_user" ]]; then
     (cd "$b_src" && runuser -u "$b_user" -- env -i "${env_args[@]}" bash -c 'umask 0077 && exec "$@"' bash "$@")
   else

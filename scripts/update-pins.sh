@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Refreshes toolchains/debian/packages.bzl: for every pinned package, asks apt for the newest
+# Refreshes toolchains/debian/packages.bzl: for every pinned package (the image's DEBIAN_PACKAGES and
+# the build toolchain's TOOLCHAIN_PACKAGES alike), asks apt for the newest
 # version the configured mirrors serve (or the version given as NAME=VERSION) and rewrites its
 # version, pool path and sha256. Review the diff, rebuild, and commit it deliberately.
 #

@@ -9,23 +9,12 @@
 gives `@debian_base//:layout` (the files of an OCI image layout) and `@debian_base//:digest.bzl`
 with `MANIFEST_DIGEST`, for `icos_image(base = "@debian_base//:layout", base_digest = MANIFEST_DIGEST)`.
 
-The pull runs `icos-fetch`, built from this workspace's `rs/` by cargo (offline, pinned crates),
-which verifies every blob against its digest and keeps the blobs in a content-addressed store
+The pull runs `icos-fetch`, built from this workspace's `rs/` by the pinned toolchain
+(`@icos_rust_toolchain`, offline, the crates vendored by `@icos_cargo_vendor`), which verifies every blob against its digest and keeps the blobs in a content-addressed store
 (`~/.cache/icos/blobs`, or $ICOS_BLOB_STORE): the second fetch, by any workspace or output base
 of the same user, reads nothing from the network. The repository is re-fetched only when the
 reference or platform changes.
 """
-
-def _find_cargo(rctx):
-    if rctx.os.environ.get("CARGO"):
-        return rctx.path(rctx.os.environ["CARGO"])
-    found = rctx.which("cargo")
-    if found:
-        return found
-    candidate = rctx.path(rctx.os.environ.get("HOME", "/nonexistent") + "/.cargo/bin/cargo")
-    if candidate.exists:
-        return candidate
-    fail("cargo not found: install Rust or set CARGO=/path/to/cargo (scripts/setup.sh checks this)")
 
 def _icos_oci_pull_impl(rctx):
     if "@sha256:" not in rctx.attr.reference:
@@ -35,13 +24,23 @@ def _icos_oci_pull_impl(rctx):
     store = rctx.os.environ.get("ICOS_BLOB_STORE", cache + "/blobs")
     target = cache + "/fetch-target"
     manifest = rctx.path(Label("//rs:Cargo.toml"))
+    toolchain = str(rctx.path(Label("@icos_rust_toolchain//:bin/cargo")).dirname)
+    vendor = rctx.path(Label("@icos_cargo_vendor//:BUILD.bazel")).dirname
+    rctx.file("cargo-home/config.toml", "\n".join([
+        "[source.crates-io]",
+        'replace-with = "vendored-sources"',
+        "[source.vendored-sources]",
+        'directory = "%s/vendor"' % vendor,
+        "",
+    ]))
     rctx.report_progress("building icos-fetch")
     build = rctx.execute([
-        _find_cargo(rctx),
+        toolchain + "/cargo",
         "build",
         "--quiet",
         "--release",
         "--locked",
+        "--offline",
         "--manifest-path",
         manifest,
         "-p",
@@ -50,7 +49,15 @@ def _icos_oci_pull_impl(rctx):
         "icos-fetch",
         "--target-dir",
         target,
-    ], timeout = 1800)
+    ], timeout = 1800, environment = {
+        # The same pinned compiler, C compiler and linker as //toolchains/rust:tools.
+        "CARGO_HOME": str(rctx.path("cargo-home")),
+        "RUSTC": toolchain + "/rustc",
+        "CC": toolchain + "/cc",
+        "AR": toolchain + "/ar",
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER": toolchain + "/cc",
+        "PATH": toolchain + ":/usr/bin:/bin",
+    })
     if build.return_code != 0:
         fail("building icos-fetch failed:\n" + build.stderr)
     rctx.report_progress("pulling " + rctx.attr.reference)

@@ -7,13 +7,12 @@ against the vendored crates with a private CARGO_HOME inside the sandbox: no net
 from or written to the user's cargo state.
 """
 
-load("@icos_rust_host//:paths.bzl", "CARGO", "RUSTC")
 
 IcosToolsInfo = provider(
     doc = "The icos command-line tools and the identity of the toolchain that built them.",
     fields = {
         "binaries": "dict: tool name (e.g. 'icos-rootfs') -> executable File",
-        "identity": "File: tools-identity.txt (tools version, Cargo.lock sha256, rustc/cargo/cc versions)",
+        "identity": "File: tools-identity.txt (tools version, Cargo.lock sha256, toolchain versions and pins, sha256 of every binary)",
     },
 )
 
@@ -21,6 +20,7 @@ _BUILD_SCRIPT = """\
 set -euo pipefail
 execroot="$PWD"
 work="$execroot/_cargo"
+toolchain="$execroot/{toolchain_bin}"
 mkdir -p "$work/home"
 cat > "$work/home/config.toml" <<CONFIG
 [source.crates-io]
@@ -30,10 +30,14 @@ directory = "$execroot/{vendor}"
 [net]
 offline = true
 CONFIG
+# Only the pinned toolchain: its wrappers come first on PATH, so even a build script that runs a bare
+# `cc` or `ar` gets the pinned one; the rest of PATH is the shell plumbing (bash, coreutils).
 # Paths are remapped so the binaries do not embed the sandbox's location.
-export CARGO_HOME="$work/home" RUSTC="{rustc}" CARGO_INCREMENTAL=0 \
+export PATH="$toolchain:/usr/bin:/bin" CARGO_HOME="$work/home" CARGO_INCREMENTAL=0 \\
+  RUSTC="$toolchain/rustc" CC="$toolchain/cc" AR="$toolchain/ar" \\
+  CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER="$toolchain/cc" \\
   RUSTFLAGS="--remap-path-prefix=$execroot=/icos --remap-path-prefix=$work=/cargo"
-"{cargo}" build --quiet --release --locked --offline --manifest-path "{manifest}" \
+"$toolchain/cargo" build --quiet --release --locked --offline --manifest-path "{manifest}" \\
   --target-dir "$work/target" -p icos-tools --bins
 for bin in {bins}; do
   cp "$work/target/release/$bin" "{outdir}/$bin"
@@ -41,7 +45,10 @@ done
 {{
   echo "icos-tools $(sed -n 's/^version = "\\(.*\\)"/\\1/p' "{workspace_manifest}" | head -n 1)"
   echo "Cargo.lock sha256:$(sha256sum "{lock}" | cut -d' ' -f1)"
-  cat "{host_identity}"
+  cat "{toolchain_identity}"
+  for bin in {bins}; do
+    echo "bin $bin sha256:$(sha256sum "{outdir}/$bin" | cut -d' ' -f1)"
+  done
 }} > "{identity}"
 """
 
@@ -56,22 +63,19 @@ def _icos_rust_tools_impl(ctx):
     first = outs[ctx.attr.binaries[0]]
     ctx.actions.run_shell(
         outputs = list(outs.values()) + [identity],
-        inputs = depset(ctx.files.srcs + vendor_files + [ctx.file.host_identity, manifest, ctx.file.cargo_lock]),
+        inputs = depset(ctx.files.srcs + vendor_files + ctx.files.toolchain + [ctx.file.toolchain_identity, manifest, ctx.file.cargo_lock]),
         command = _BUILD_SCRIPT.format(
-            cargo = CARGO,
-            rustc = RUSTC,
+            toolchain_bin = ctx.file.toolchain_identity.dirname + "/bin",
             vendor = vendor_dir,
             manifest = manifest.path,
             workspace_manifest = manifest.path,
             lock = ctx.file.cargo_lock.path,
-            host_identity = ctx.file.host_identity.path,
+            toolchain_identity = ctx.file.toolchain_identity.path,
             identity = identity.path,
             bins = " ".join(ctx.attr.binaries),
             outdir = first.dirname,
         ),
         mnemonic = "CargoBuild",
-        # The fixed PATH of --incompatible_strict_action_env: cc and ar for crates with C parts (zstd).
-        use_default_shell_env = True,
         progress_message = "Building the icos Rust tools (cargo build --release, offline)",
     )
     return [
@@ -81,12 +85,13 @@ def _icos_rust_tools_impl(ctx):
 
 icos_rust_tools = rule(
     implementation = _icos_rust_tools_impl,
-    doc = "Builds the binaries of the `icos-tools` crate with the host toolchain, offline, from vendored crates.",
+    doc = "Builds the binaries of the `icos-tools` crate with the pinned toolchain, offline, from vendored crates.",
     attrs = {
         "binaries": attr.string_list(mandatory = True, doc = "Binary names of the icos-tools crate to build and expose."),
         "cargo_lock": attr.label(allow_single_file = True, mandatory = True, doc = "rs/Cargo.lock."),
-        "host_identity": attr.label(allow_single_file = True, mandatory = True, doc = "@icos_rust_host//:identity.txt."),
         "srcs": attr.label_list(allow_files = True, mandatory = True, doc = "Every source file of the rs/ workspace."),
+        "toolchain": attr.label(mandatory = True, doc = "@icos_rust_toolchain//:files: the pinned toolchain tree and its wrappers."),
+        "toolchain_identity": attr.label(allow_single_file = True, mandatory = True, doc = "@icos_rust_toolchain//:identity.txt."),
         "vendor": attr.label(mandatory = True, doc = "@icos_cargo_vendor//:vendor."),
         "workspace_manifest": attr.label(allow_single_file = True, mandatory = True, doc = "rs/Cargo.toml."),
     },

@@ -1,94 +1,109 @@
-"""Repository rules that bring the host Rust toolchain and the pinned crates into Bazel.
+"""Repository rules that bring a pinned Rust toolchain and the pinned crates into Bazel.
 
 rules_rust cannot be fetched here (no GitHub), so the Rust tools are built by one Bazel action that
-runs cargo on the `rs/` workspace (see defs.bzl). These rules give that action two declared inputs:
+runs cargo on the `rs/` workspace (see defs.bzl). These rules give that action its declared inputs:
 
-* `@icos_rust_host`: where cargo and rustc live, and `identity.txt` with their exact versions. The
-  identity file is an input of the build action, so a toolchain upgrade changes the action key.
-  The rule is `local`: it is re-evaluated on every Bazel server start, which is when a host
-  toolchain upgrade can have happened.
-* `@icos_cargo_vendor`: every crate in `rs/Cargo.lock`, vendored (`cargo vendor --locked`), with the
+* `@icos_rust_toolchain`: Debian's rustc/cargo, gcc, binutils and glibc development files, every
+  one a pinned .deb (`TOOLCHAIN_PACKAGES` in toolchains/debian/packages.bzl: name, version,
+  sha256), unpacked into one tree, with `identity.txt` naming each package. Nothing of the host's
+  own Rust or C toolchain is used; moving a pin re-fetches this repository and changes the key of
+  the build action.
+* `@icos_cargo_vendor`: every crate in `rs/Cargo.lock`, vendored by that pinned cargo with the
   checksums cargo verifies. It is re-fetched when Cargo.lock changes. After the first fetch (README's
   set-up command) nothing here needs the network.
 """
 
-load(":versions.bzl", "RUST_VERSION")
+load("//toolchains/debian:packages.bzl", "TOOLCHAIN_PACKAGES")
+load("//toolchains/debian:repositories.bzl", "download_pinned_deb")
 
-def _find_cargo(rctx):
-    explicit = rctx.os.environ.get("CARGO")
-    if explicit:
-        return rctx.path(explicit)
-    found = rctx.which("cargo")
-    if found:
-        return found
-    home = rctx.os.environ.get("HOME", "")
-    candidate = rctx.path(home + "/.cargo/bin/cargo")
-    if home and candidate.exists:
-        return candidate
-    fail("cargo not found: install Rust (rustup) or set CARGO=/path/to/cargo; scripts/setup.sh checks this")
-
-def _run(rctx, args, what, env = {}):
-    result = rctx.execute(args, environment = env, quiet = True)
+def _run(rctx, args, what, hint = ""):
+    result = rctx.execute(args, quiet = True)
     if result.return_code != 0:
-        fail("%s failed (exit %d):\n%s%s" % (what, result.return_code, result.stdout, result.stderr))
+        fail("%s failed (exit %d):\n%s%s%s" % (what, result.return_code, result.stdout, result.stderr, hint))
     return result.stdout
 
-def _icos_rust_host_impl(rctx):
-    cargo_proxy = _find_cargo(rctx)
-    rustc_proxy = rctx.path(str(cargo_proxy.dirname) + "/rustc")
+# A toolchain binary that does not start is almost always a runtime library the host lacks.
+_SETUP_HINT = "\nscripts/setup.sh installs the runtime libraries the pinned toolchain loads; run it and build again."
 
-    # Resolve rustup proxies to the real toolchain binaries: the build action then needs no rustup state.
-    sysroot = _run(rctx, [rustc_proxy, "--print", "sysroot"], "rustc --print sysroot").strip()
-    cargo = sysroot + "/bin/cargo"
-    rustc = sysroot + "/bin/rustc"
-    rustc_version = _run(rctx, [rustc, "-vV"], "rustc -vV")
-    if not rustc_version.startswith(RUST_VERSION):
-        fail("the host Rust toolchain is %s, but the build pins %s(toolchains/rust/versions.bzl): install that toolchain with rustup, or move the pin deliberately" % (rustc_version.split("\n")[0], RUST_VERSION))
-    cargo_version = _run(rctx, [cargo, "-V"], "cargo -V")
+# Debian's packages point some symlinks at absolute paths (/lib/x86_64-linux-gnu/libc.so.6): inside
+# the tree they must point into the tree, never at the host's files.
+_RELATIVE_SYMLINKS = """\
+set -euo pipefail
+cd root
+find . -type l -lname '/*' -print0 | while IFS= read -r -d '' link; do
+  ln -sfn "$(realpath -m --relative-to="$(dirname "$link")" ".$(readlink "$link")")" "$link"
+done
+rm -rf usr/share/doc usr/share/man usr/share/lintian usr/share/bash-completion usr/share/zsh
+# gcc's -B directory: collect2 looks for a plain `ld` there before it looks on PATH (where the
+# host's would be); `as` likewise.
+mkdir ../gcc-bin
+ln -s ../root/usr/bin/x86_64-linux-gnu-as ../gcc-bin/as
+ln -s ../root/usr/bin/x86_64-linux-gnu-ld ../gcc-bin/ld
+"""
 
-    # The digests of the compiler's own files: a rebuilt or patched toolchain of the same version
-    # still changes the identity, hence every action's key. No paths: only names and digests.
-    lib = sysroot + "/lib"
-    listing = _run(rctx, ["find", lib, "-maxdepth", "1", "-name", "*.so*", "-type", "f"], "find toolchain libraries")
-    files = [rustc, cargo] + sorted([f for f in listing.split("\n") if f])
-    digests = _run(rctx, ["sha256sum"] + files, "sha256sum of the toolchain")
-    toolchain_digests = "".join([
-        "%s  %s\n" % (line.split("  ")[0], line.split("  ")[1].split("/")[-1])
-        for line in digests.strip().split("\n")
-    ])
-    cc_version = ""
-    cc = rctx.which("cc")
-    if cc:
-        cc_version = _run(rctx, [cc, "--version"], "cc --version").split("\n")[0]
+# Each wrapper finds the tree next to itself, so it works wherever Bazel places the repository
+# (a sandbox, another output base). LD_LIBRARY_PATH only names usr/lib, never lib/, which holds the
+# pinned glibc: the host's dynamic loader must keep loading the host's libc.
+_WRAPPER = """\
+#!/bin/sh
+# Generated by @icos_rust_toolchain: runs the pinned {what}.
+root="$(cd "$(dirname "$0")/.." && pwd)/root"
+LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" exec "$root/usr/bin/{binary}" {args}"$@"
+"""
 
-    # No paths in the identity: it is recorded in the build manifest and must be the same on every builder.
+_WRAPPERS = {
+    # The C compiler and linker driver, with the pinned glibc and kernel headers as its sysroot and
+    # the pinned binutils as its assembler and linker.
+    "cc": ("gcc 12", "x86_64-linux-gnu-gcc-12", '--sysroot="$root" -B"$root/../gcc-bin/" '),
+    "ar": ("GNU ar", "x86_64-linux-gnu-ar", ""),
+    "cargo": ("cargo", "cargo", ""),
+    "rustc": ("rustc", "rustc", ""),
+}
+
+def _icos_rust_toolchain_impl(rctx):
+    pins = []
+    for entry, pin in sorted(TOOLCHAIN_PACKAGES.items()):
+        deb = "debs/%s.deb" % pin["package"]
+        download_pinned_deb(rctx, pin, deb, entry)
+        _run(rctx, ["dpkg-deb", "--extract", deb, "root"], "dpkg-deb --extract %s (%s %s)" % (deb, pin["package"], pin["version"]))
+        pins.append("deb %s %s sha256:%s\n" % (pin["package"], pin["version"], pin["sha256"]))
+    rctx.delete("debs")
+    _run(rctx, ["bash", "-c", _RELATIVE_SYMLINKS], "making the toolchain's symlinks relative")
+    for name, (what, binary, args) in _WRAPPERS.items():
+        rctx.file("bin/" + name, _WRAPPER.format(what = what, binary = binary, args = args), executable = True)
+
+    rustc_version = _run(rctx, ["bin/rustc", "-vV"], "the pinned rustc -vV", _SETUP_HINT)
+    cargo_version = _run(rctx, ["bin/cargo", "-V"], "the pinned cargo -V", _SETUP_HINT)
+    cc_version = _run(rctx, ["bin/cc", "--version"], "the pinned gcc --version", _SETUP_HINT).split("\n")[0]
+
+    # No paths: the identity is recorded in the build manifest and must be the same on every builder.
     rctx.file("identity.txt", "".join([
         rustc_version,
         cargo_version,
         "cc: " + cc_version + "\n",
-        toolchain_digests,
-    ]))
-    rctx.file("paths.bzl", "\n".join([
-        '"""Where the host Rust toolchain lives (generated by @icos_rust_host)."""',
+    ] + pins))
+    rctx.file("BUILD.bazel", "\n".join([
+        "# Generated by @icos_rust_toolchain from the pins in toolchains/debian/packages.bzl.",
+        'exports_files(["identity.txt", "bin/cargo"], visibility = ["//visibility:public"])',
         "",
-        'CARGO = "%s"' % cargo,
-        'RUSTC = "%s"' % rustc,
+        "filegroup(",
+        '    name = "files",',
+        '    srcs = glob(["bin/**", "gcc-bin/**", "root/**"]),',
+        '    visibility = ["//visibility:public"],',
+        ")",
         "",
     ]))
-    rctx.file("BUILD.bazel", 'exports_files(["identity.txt"], visibility = ["//visibility:public"])\n')
 
-icos_rust_host = repository_rule(
-    implementation = _icos_rust_host_impl,
-    local = True,
-    environ = ["CARGO", "PATH", "HOME"],
-    doc = "Locates the host Rust toolchain and records its identity (versions, no paths).",
+icos_rust_toolchain = repository_rule(
+    implementation = _icos_rust_toolchain_impl,
+    doc = "Unpacks the pinned Debian Rust and C toolchain (TOOLCHAIN_PACKAGES) and records its identity.",
 )
 
 def _icos_cargo_vendor_impl(rctx):
-    cargo_proxy = _find_cargo(rctx)
+    cargo = rctx.path(rctx.attr.cargo)
     lock = rctx.path(rctx.attr.cargo_lock)
     manifest = rctx.path(rctx.attr.cargo_toml)
-    args = [cargo_proxy, "vendor", "--locked", "--manifest-path", manifest, "vendor"]
+    args = [cargo, "vendor", "--locked", "--manifest-path", manifest, "vendor"]
 
     # Offline first (README's set-up command ran `cargo fetch`); online only if the cache lacks a crate.
     result = rctx.execute(args + ["--offline"], quiet = True)
@@ -109,10 +124,11 @@ def _icos_cargo_vendor_impl(rctx):
 icos_cargo_vendor = repository_rule(
     implementation = _icos_cargo_vendor_impl,
     attrs = {
+        "cargo": attr.label(default = "@icos_rust_toolchain//:bin/cargo", allow_single_file = True, doc = "The pinned cargo."),
         "cargo_lock": attr.label(allow_single_file = True, mandatory = True, doc = "rs/Cargo.lock; a change re-vendors."),
         "cargo_toml": attr.label(allow_single_file = True, mandatory = True, doc = "The workspace's root Cargo.toml."),
     },
-    # Not PATH: a different shell PATH must not re-vendor; Cargo.lock decides what is vendored.
-    environ = ["CARGO", "HOME"],
+    # cargo's registry cache lives under $HOME/.cargo (or $CARGO_HOME): filled by `cargo fetch`.
+    environ = ["CARGO_HOME", "HOME"],
     doc = "Vendors the crates of rs/Cargo.lock so the Rust tools build without network.",
 )

@@ -371,73 +371,79 @@ pub fn build_manifest(m: &ManifestInputs) -> Result<BuildManifest, ManifestError
 /// ```text
 /// icos-tools 0.1.0
 /// Cargo.lock sha256:<hex>
-/// rustc 1.95.0 (… 2026-…)
+/// rustc 1.96.0 (… 2026-…)
 /// binary: rustc
 /// …
-/// cargo 1.95.0 (…)
-/// cc: cc (Debian 12.2.0-14) 12.2.0
+/// cargo 1.96.0 (…)
+/// cc: x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0
+/// deb rustc-web 1.96.0+dfsg1-1~deb12u2 sha256:<hex>
+/// bin icos-ext4 sha256:<hex>
 /// ```
 ///
 /// gives `icos-tools` (its version, and as digest the SHA-256 of the whole file, which pins the
-/// Cargo.lock and the toolchain versions), then `rustc`, `cargo` and `cc` with their version lines.
+/// Cargo.lock, the toolchain and every binary), then every binary the build actions run with its
+/// digest, `rustc`, `cargo` and `cc` with their version lines, and every pinned toolchain package
+/// as `deb:NAME` with its version and the digest of its .deb.
 pub fn tools_from_identity(path: &Path) -> Result<Vec<ToolRef>, ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let bad = |message: &str| ManifestError::Parse {
+    let bad = |message: String| ManifestError::Parse {
         path: path.to_path_buf(),
         what: "tools-identity file",
-        message: message.to_string(),
+        message,
     };
     let mut lines = text.lines();
     let version = lines
         .next()
         .and_then(|l| l.strip_prefix("icos-tools "))
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| bad("the first line is not \"icos-tools VERSION\""))?;
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| bad("the first line is not \"icos-tools VERSION\"".into()))?;
     let mut tools = vec![ToolRef {
         name: "icos-tools".into(),
-        version: version.trim().to_string(),
+        version: version.to_string(),
         digest: Some(Digest::of(text.as_bytes())),
     }];
-    // "<64 hex>  NAME" lines are digests of the toolchain's files (rustc, cargo, its libraries).
-    let mut file_digests = Vec::new();
+    let (mut binaries, mut versions, mut packages) = (Vec::new(), Vec::new(), Vec::new());
     for line in lines {
-        if let Some((hex, name)) = line.split_once("  ") {
-            if let Ok(digest) = Digest::from_hex(hex) {
-                file_digests.push((name.trim().to_string(), digest));
-                continue;
-            }
-        }
-        let named = [("rustc", "rustc "), ("cargo", "cargo "), ("cc", "cc: ")]
-            .iter()
-            .find_map(|(name, prefix)| line.strip_prefix(prefix).map(|v| (*name, v.trim())));
-        if let Some((name, v)) = named {
-            if !v.is_empty() {
-                tools.push(ToolRef {
-                    name: name.into(),
-                    version: v.to_string(),
-                    digest: None,
-                });
-            }
-        }
-    }
-    let rustc_version = tools
-        .iter()
-        .find(|t| t.name == "rustc")
-        .map(|t| t.version.clone())
-        .unwrap_or_default();
-    for (name, digest) in file_digests {
-        match tools.iter_mut().find(|t| t.name == name) {
-            Some(tool) => tool.digest = Some(digest),
-            None => tools.push(ToolRef {
-                name: format!("rust-toolchain:{name}"),
-                version: rustc_version.clone(),
-                digest: Some(digest),
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let digest = |word: &str| {
+            word.parse::<Digest>()
+                .map_err(|e| bad(format!("line \"{line}\": {e}")))
+        };
+        match words.as_slice() {
+            ["bin", name, sha] => binaries.push(ToolRef {
+                name: name.to_string(),
+                version: version.to_string(),
+                digest: Some(digest(sha)?),
             }),
+            ["deb", name, package_version, sha] => packages.push(ToolRef {
+                name: format!("deb:{name}"),
+                version: package_version.to_string(),
+                digest: Some(digest(sha)?),
+            }),
+            ["bin" | "deb", ..] => return Err(bad(format!("malformed line \"{line}\""))),
+            _ => {
+                let named = [("rustc", "rustc "), ("cargo", "cargo "), ("cc", "cc: ")]
+                    .iter()
+                    .find_map(|(name, prefix)| {
+                        line.strip_prefix(prefix).map(|v| (*name, v.trim()))
+                    });
+                if let Some((name, v)) = named.filter(|(_, v)| !v.is_empty()) {
+                    versions.push(ToolRef {
+                        name: name.into(),
+                        version: v.to_string(),
+                        digest: None,
+                    });
+                }
+            }
         }
     }
+    tools.extend(binaries);
+    tools.extend(versions);
+    tools.extend(packages);
     Ok(tools)
 }
 

@@ -468,12 +468,16 @@ fn manifest_is_stable_and_records_what_went_in_and_out() {
 
     // the tools-identity file of the Bazel-built tools
     let identity = dir.join("tools-identity.txt");
+    let (ones, twos) = ("1".repeat(64), "2".repeat(64));
     fs::write(
         &identity,
-        "icos-tools 0.1.0\nCargo.lock sha256:00\nrustc 1.95.0 (abc 2026-01-01)\nbinary: rustc\nhost: x86_64-unknown-linux-gnu\n\
-         cargo 1.95.0 (def 2026-01-01)\ncc: cc (Debian 12.2.0-14) 12.2.0\n\
-         1111111111111111111111111111111111111111111111111111111111111111  rustc\n\
-         2222222222222222222222222222222222222222222222222222222222222222  librustc_driver-x.so\n",
+        format!(
+            "icos-tools 0.1.0\nCargo.lock sha256:00\nrustc 1.96.0 (abc 2026-01-01)\nbinary: rustc\n\
+             host: x86_64-unknown-linux-gnu\ncargo 1.96.0 (def 2026-01-01)\n\
+             cc: x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14) 12.2.0\n\
+             deb rustc-web 1.96.0+dfsg1-1~deb12u2 sha256:{ones}\n\
+             bin icos-ext4 sha256:{twos}\n"
+        ),
     )
     .unwrap();
     let tools = icos_release::manifest::tools_from_identity(&identity).unwrap();
@@ -485,25 +489,34 @@ fn manifest_is_stable_and_records_what_went_in_and_out() {
         names,
         [
             ("icos-tools", "0.1.0"),
-            ("rustc", "1.95.0 (abc 2026-01-01)"),
-            ("cargo", "1.95.0 (def 2026-01-01)"),
-            ("cc", "cc (Debian 12.2.0-14) 12.2.0"),
-            (
-                "rust-toolchain:librustc_driver-x.so",
-                "1.95.0 (abc 2026-01-01)"
-            )
+            ("icos-ext4", "0.1.0"),
+            ("rustc", "1.96.0 (abc 2026-01-01)"),
+            ("cargo", "1.96.0 (def 2026-01-01)"),
+            ("cc", "x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14) 12.2.0"),
+            ("deb:rustc-web", "1.96.0+dfsg1-1~deb12u2"),
         ]
     );
     assert_eq!(tools[0].digest, Some(sha256_file(&identity).unwrap().0));
     assert_eq!(
         tools[1].digest.unwrap().hex(),
-        "1".repeat(64),
-        "rustc carries its file digest"
+        twos,
+        "a binary carries its digest"
     );
-    assert!(tools[4].digest.is_some());
+    assert_eq!(
+        tools[5].digest.unwrap().hex(),
+        ones,
+        "a package carries its .deb's digest"
+    );
+    assert!(tools[2].digest.is_none());
     fs::write(&identity, "rustc 1.95.0\n").unwrap();
     let e = icos_release::manifest::tools_from_identity(&identity).unwrap_err();
     assert!(e.to_string().contains("icos-tools VERSION"), "{e}");
+    fs::write(&identity, "icos-tools 0.1.0\nbin icos-ext4 sha256:zz\n").unwrap();
+    let e = icos_release::manifest::tools_from_identity(&identity).unwrap_err();
+    assert!(e.to_string().contains("bin icos-ext4 sha256:zz"), "{e}");
+    fs::write(&identity, "icos-tools 0.1.0\ndeb rustc-web sha256:{ones}\n").unwrap();
+    let e = icos_release::manifest::tools_from_identity(&identity).unwrap_err();
+    assert!(e.to_string().contains("malformed line"), "{e}");
 
     // inconsistent inputs are refused
     let mut bad = m.clone();
