@@ -45,6 +45,7 @@ if ! $quick; then
   stage release-e2e ci/release-e2e.sh
   stage pin-rerun ci/pin-rerun.sh
   stage cache-check ci/cache-check.sh
+  stage hermetic-check ci/hermetic-check.sh
   stage determinism ci/determinism.sh
 fi
 

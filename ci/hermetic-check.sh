@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Proves that the build needs nothing from the host but its shell, and that a tool's bytes are part of
+# the cache key of exactly the actions that run it:
+#  1. In a fresh output base, with the network cut (a new network namespace) and every host
+#     compiler, assembler, linker, C header, crt file and Rust toolchain hidden (each replaced by a
+#     program that fails loudly), `bazel build //ic-os:image` succeeds from Bazel's repository cache
+#     and the pinned crates alone, and gives the same SHA256SUMS as this checkout's own output base.
+#  2. Changing only icos-ext4's bytes (its --help text) re-runs the Rust build, the ext4 image (whose
+#     bytes stay the same, so nothing after it re-runs), the build manifest (which records the new
+#     digest of icos-ext4 and the unchanged digests of every other tool) and the sums; nothing else.
+#  3. Restoring the source is served from the disk cache: same SHA256SUMS as in 1.
+# Needs root (mount and network namespaces). Prints what it measured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+checkout=$PWD
+[[ $(id -u) -eq 0 ]] || { echo "hermetic-check: needs root for mount and network namespaces (unshare)" >&2; exit 1; }
+work=$(mktemp -d /tmp/icos-hermetic.XXXXXX)
+ext4_main=rs/tools/src/bin/icos-ext4.rs
+cp "$ext4_main" "$work/icos-ext4.rs"
+cleanup() {
+  cp "$work/icos-ext4.rs" "$checkout/$ext4_main"
+  bazel --output_base="$work/ob" shutdown >/dev/null 2>&1 || true
+  chmod -R u+w "$work" 2>/dev/null || true
+  rm -rf "$work"
+  # Point bazel-bin back at this checkout's own output base.
+  bazel build --config=ci //ic-os:image >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+fail() { echo "hermetic-check: FAILED: $*" >&2; exit 1; }
+
+bazel build --config=ci //ic-os:image
+cp -L bazel-bin/ic-os/SHA256SUMS "$work/sums.reference"
+
+# Every host program or file a C or Rust build could reach for, whether or not this host has it.
+cat >"$work/hidden-tool" <<'EOF'
+#!/bin/sh
+echo "hermetic-check: the build ran a host tool it must not use: $0 $*" >&2
+exit 97
+EOF
+chmod +x "$work/hidden-tool"
+printf '/* hidden by hermetic-check: the build must not read the host C library */\n#error host file\n' >"$work/hidden-file"
+hidden_tools=()
+for name in cc c89 c99 gcc gcc-12 x86_64-linux-gnu-gcc-12 c++ g++ g++-12 cpp cpp-12 clang \
+  ld ld.bfd ld.gold ld.lld x86_64-linux-gnu-ld x86_64-linux-gnu-ld.bfd x86_64-linux-gnu-ld.gold \
+  as x86_64-linux-gnu-as ar x86_64-linux-gnu-ar ranlib rustc cargo; do
+  for dir in /usr/bin /usr/local/bin /bin; do
+    [[ -e "$dir/$name" ]] && hidden_tools+=("$(realpath "$dir/$name")")
+  done
+done
+hidden_files=()
+for f in /usr/lib/x86_64-linux-gnu/{crt1.o,Scrt1.o,crti.o,crtn.o,libc.so,libc_nonshared.a,libm.so}; do
+  [[ -e "$f" ]] && hidden_files+=("$(realpath "$f")")
+done
+hidden_dirs=(/usr/include /usr/lib/gcc)
+for d in "$HOME/.cargo/bin" "$HOME/.rustup"; do [[ -d "$d" ]] && hidden_dirs+=("$d"); done
+printf '%s\n' "${hidden_tools[@]}" | sort -u >"$work/hidden-tools"
+printf '%s\n' "${hidden_files[@]}" >"$work/hidden-files"
+printf '%s\n' "${hidden_dirs[@]}" >"$work/hidden-dirs"
+echo "hermetic-check: hiding $(wc -l <"$work/hidden-tools") host tools, $(wc -l <"$work/hidden-files") C library files, ${hidden_dirs[*]}; cutting the network"
+
+# Runs bazel in a fresh output base inside the namespaces. $1: log file; the rest: build flags.
+sealed_build() {
+  local log=$1
+  shift
+  unshare --mount --net --fork env WORK="$work" bash -s -- "$@" >"$log" 2>&1 <<'EOF'
+set -euo pipefail
+mount --make-rprivate /
+ip link set lo up # the Bazel client talks to its server over loopback
+while read -r t; do mount --bind "$WORK/hidden-tool" "$t"; done <"$WORK/hidden-tools"
+while read -r f; do mount --bind "$WORK/hidden-file" "$f"; done <"$WORK/hidden-files"
+while read -r d; do mount -t tmpfs -o ro,size=1m hidden "$d"; done <"$WORK/hidden-dirs"
+if timeout 10 bash -c 'exec 3<>/dev/tcp/deb.debian.org/80' 2>/dev/null; then
+  echo "hermetic-check: the network is still reachable inside the namespace" >&2
+  exit 1
+fi
+! command -v cc >/dev/null || [[ "$(cc 2>&1)" == *"must not use"* ]] || { echo "host cc still runs" >&2; exit 1; }
+status=0
+bazel --output_base="$WORK/ob" build --config=ci --disk_cache="$WORK/disk-cache" "$@" //ic-os:image || status=$?
+bazel --output_base="$WORK/ob" shutdown
+exit $status
+EOF
+}
+
+start=$(date +%s)
+sealed_build "$work/sealed.log" || { tail -n 40 "$work/sealed.log" >&2; fail "the build did not succeed without network and host toolchain"; }
+echo "hermetic-check: sealed build in a fresh output base: $(($(date +%s) - start)) s, $(grep -E '^INFO: [0-9]+ process' "$work/sealed.log" | tail -n 1)"
+! grep -q "must not use" "$work/sealed.log" || fail "$(grep "must not use" "$work/sealed.log" | head -n 1)"
+cp -L bazel-bin/ic-os/SHA256SUMS "$work/sums.sealed"
+cp -L bazel-bin/ic-os/build-manifest.json "$work/manifest.before"
+cmp "$work/sums.reference" "$work/sums.sealed" || fail "the sealed build's SHA256SUMS differ from this checkout's own build"
+echo "hermetic-check: identical SHA256SUMS without network or host toolchain"
+
+# 2. Only icos-ext4's bytes change.
+sed -i 's/no root, no mounts, reproducible\./no root, no mounts, reproducible (hermetic-check)./' "$ext4_main"
+grep -q "(hermetic-check)" "$ext4_main" || fail "could not change $ext4_main's help text"
+sealed_build "$work/changed.log" --execution_log_json_file="$work/exec.json" ||
+  { tail -n 40 "$work/changed.log" >&2; fail "the build with a changed icos-ext4 failed"; }
+cp "$work/icos-ext4.rs" "$ext4_main"
+cp -L bazel-bin/ic-os/build-manifest.json "$work/manifest.after"
+python3 - "$work/exec.json" "$work/manifest.before" "$work/manifest.after" <<'PY'
+import json, sys
+text = open(sys.argv[1]).read()
+spawns, decoder, i = [], json.JSONDecoder(), 0
+while i < len(text):
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i >= len(text):
+        break
+    obj, i = decoder.raw_decode(text, i)
+    spawns.append(obj)
+ran = sorted(s.get("mnemonic", "?") for s in spawns
+             if s.get("mnemonic") != "BazelWorkspaceStatusAction" and not s.get("remoteCacheHit"))
+print("hermetic-check: after changing icos-ext4's help text, re-ran:", " ".join(ran))
+expected = ["CargoBuild", "IcosExt4", "IcosManifest", "IcosSums"]
+if ran != expected:
+    sys.exit(f"hermetic-check: FAILED: expected exactly {expected} to re-run, got {ran}")
+tools = [{t["name"]: t.get("digest") for t in json.load(open(p))["tools"]} for p in sys.argv[2:]]
+changed = sorted(name for name in tools[0] if tools[0][name] != tools[1].get(name))
+binaries = sorted(name for name in tools[0] if name.startswith("icos-") and name != "icos-tools")
+if len(binaries) < 10:
+    sys.exit(f"hermetic-check: FAILED: the build manifest lists only {binaries}")
+if changed != ["icos-ext4", "icos-tools"]:
+    sys.exit(f"hermetic-check: FAILED: expected the manifest to record a new icos-ext4 (and identity) only, changed: {changed}")
+print(f"hermetic-check: the manifest records the new icos-ext4 digest; the other {len(binaries) - 1} tools are byte-identical")
+PY
+
+# 3. Back to the original source: everything from the disk cache.
+sealed_build "$work/restored.log" || { tail -n 40 "$work/restored.log" >&2; fail "the restored build failed"; }
+cp -L bazel-bin/ic-os/SHA256SUMS "$work/sums.restored"
+cmp "$work/sums.sealed" "$work/sums.restored" || fail "restoring the source did not restore SHA256SUMS"
+echo "hermetic-check: restored source: $(grep -E '^INFO: [0-9]+ process' "$work/restored.log" | tail -n 1), identical SHA256SUMS"
