@@ -59,3 +59,24 @@ after=$(sed -n 's/.*"deb:systemd-boot-efi@\([^"]*\)".*/\1/p' bazel-bin/ic-os/bui
 [[ "$before" != "$after" && "$after" == 252.38-1~deb12u1 ]] ||
   fail "the build manifest does not record the new pin (before '$before', after '$after')"
 echo "pin-rerun: the build manifest records systemd-boot-efi $before, then $after"
+
+# A pin whose version the mirror no longer serves: the fetch fails naming the package, the version
+# and the file to update (not a bare 404).
+cp "$work/packages.bzl" "$pins"
+python3 - "$pins" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+block = re.search(r'"debian_busybox_static": \{.*?\}', text, re.S).group(0)
+new = re.sub(r'"version": "[^"]*"', '"version": "1:0.0-vanished"', block)
+new = re.sub(r'"path": "[^"]*"', '"path": "pool/main/b/busybox/busybox-static_0.0-vanished_amd64.deb"', new)
+new = re.sub(r'"sha256": "[^"]*"', '"sha256": "' + "0" * 64 + '"', new)
+open(path, "w").write(text.replace(block, new))
+PY
+if bazel build --config=ci //ic-os:image >"$work/vanished.log" 2>&1; then
+  fail "a build with a vanished pin succeeded"
+fi
+for needle in "busybox-static 1:0.0-vanished" "toolchains/debian/packages.bzl" "scripts/update-pins.sh"; do
+  grep -qF "$needle" "$work/vanished.log" || { tail -n 20 "$work/vanished.log" >&2; fail "the vanished-pin error does not name '$needle'"; }
+done
+echo "pin-rerun: a vanished pin fails with: $(grep -m1 -o 'cannot fetch the pinned Debian package[^(]*' "$work/vanished.log")"
