@@ -79,4 +79,4 @@ fi
 for needle in "busybox-static 1:0.0-vanished" "toolchains/debian/packages.bzl" "scripts/update-pins.sh"; do
   grep -qF "$needle" "$work/vanished.log" || { tail -n 20 "$work/vanished.log" >&2; fail "the vanished-pin error does not name '$needle'"; }
 done
-echo "pin-rerun: a vanished pin fails with: $(grep -m1 -o 'cannot fetch the pinned Debian package[^(]*' "$work/vanished.log")"
+echo "pin-rerun: a vanished pin fails with: $(grep -m1 -o 'cannot fetch the pinned Debian package busybox-static [^(]*' "$work/vanished.log")"
