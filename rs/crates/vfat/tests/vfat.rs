@@ -5,24 +5,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use icos_common::SourceDateEpoch;
+use icos_testsupport::{noise, pax_record, push_ustar, run_checker};
 use icos_vfat::{build_vfat, volume_id, VfatError, VfatOptions};
 
 /// Runs an external checker; fails (never skips) when it is missing, naming the apt package.
 fn run(program: &str, package: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(program)
-        .args(args)
-        .env("MTOOLS_SKIP_CHECK", "0")
-        .env("LC_ALL", "C")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {program} ({e}): install it with `apt-get install {package}`")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    run_checker(
+        Command::new(program)
+            .args(args)
+            .env("MTOOLS_SKIP_CHECK", "0"),
+        package,
+    )
 }
 
 enum Item<'a> {
@@ -81,18 +74,6 @@ fn opts(seed: &str, size: u64, epoch: u64) -> VfatOptions {
 }
 
 const MIB: u64 = 1 << 20;
-
-/// Deterministic pseudo-random bytes (no rand crate needed for test data).
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -362,16 +343,6 @@ fn bad_inputs_are_refused_and_leave_no_output() {
     assert!(e.to_string().contains("missing.tar"), "{e}");
 }
 
-/// One PAX record, written by hand with its length prefix (which counts its own digits).
-fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
-}
-
 #[test]
 fn xattr_values_with_newlines_are_no_obstacle() {
     // A rootfs tar whose PAX header holds an xattr value with 0x0A and '=' bytes, followed by
@@ -385,18 +356,7 @@ fn xattr_values_with_newlines_are_no_obstacle() {
     .concat();
     let mut t = Vec::new();
     let mut add = |name: &str, kind: tar::EntryType, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_600_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_cksum();
-        t.extend_from_slice(h.as_bytes());
-        t.extend_from_slice(data);
-        t.resize(t.len().div_ceil(512) * 512, 0);
+        push_ustar(&mut t, name, kind, 0o644, 1_600_000_000, data)
     };
     add("./", tar::EntryType::Directory, b"");
     add("./EFI/", tar::EntryType::Directory, b"");
