@@ -8,33 +8,11 @@ use std::process::Command;
 
 use icos_common::{seed, sha256_file, SourceDateEpoch};
 use icos_disk::{build_disk, DiskError, DiskOptions, MIB};
+use icos_testsupport::{noise, run_checker};
 
 /// Runs an external checker; fails (never skips) when it is missing, naming the apt package.
 fn run(program: &str, package: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(program)
-        .args(args)
-        .env("LC_ALL", "C")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {program} ({e}): install it with `apt-get install {package}`")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    run_checker(Command::new(program).args(args), package)
 }
 
 struct Fixture {

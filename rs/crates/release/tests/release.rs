@@ -12,38 +12,20 @@ use icos_release::manifest::{
 };
 use icos_release::pack::{pack, PackError, PackInput, PackOptions};
 use icos_release::sums::{check_sums, write_sums, SumProblem};
+use icos_testsupport::{noise, run_checker};
 
 const MIB: u64 = 1 << 20;
 const SDE: u64 = 1_700_000_000;
 
 /// Runs a program; fails (never skips) when it is missing, naming the apt package.
 fn run(program: &str, package: &str, args: &[&str], dir: &Path) -> (bool, String) {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .env("LC_ALL", "C")
-        .env("TZ", "UTC")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {program} ({e}): install it with `apt-get install {package}`")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    run_checker(
+        Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("TZ", "UTC"),
+        package,
+    )
 }
 
 /// Sparse test files: data, holes, a trailing hole, a trailing partial block, all zeros, empty.
