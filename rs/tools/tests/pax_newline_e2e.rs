@@ -11,19 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use icos_common::tarread::TarReader;
+use icos_testsupport::pax_record;
 
 const EPOCH: &str = "1700000000";
-
-/// One PAX record: `"<len> <key>=<value>\n"`, `<len>` counting the whole record, its own digits
-/// included.
-fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
-}
 
 fn octal(field: &mut [u8], value: u64) {
     let text = format!("{value:0width$o}", width = field.len() - 1);

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use icos_common::Digest;
 use icos_deb::{data_tar, write_layer, DebError, LayerOptions};
+use icos_testsupport::{pax_record, push_ustar};
 
 /// Builds a real .deb with dpkg-deb (xz or zstd data.tar, as Debian ships them).
 fn make_deb(dir: &Path, compression: &str) -> PathBuf {
@@ -157,16 +158,6 @@ fn truncated_package_is_an_error() {
     assert!(!out.exists());
 }
 
-/// One PAX record, written by hand with its length prefix (which counts its own digits).
-fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
-}
-
 /// An `ar` archive of `(name, data)` members, as `.deb` packages are.
 fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = b"!<arch>\n".to_vec();
@@ -201,18 +192,7 @@ fn pax_values_with_newlines_neither_break_nor_rename_members() {
     .concat();
     let mut data = Vec::new();
     let mut add = |name: &str, kind: tar::EntryType, body: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(kind);
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        data.extend_from_slice(h.as_bytes());
-        data.extend_from_slice(body);
-        data.resize(data.len().div_ceil(512) * 512, 0);
+        push_ustar(&mut data, name, kind, 0o644, 1_700_000_000, body)
     };
     add("./", tar::EntryType::Directory, b"");
     add("./@PaxHeader", tar::EntryType::XHeader, &records);

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use icos_diff::package::{Package, Piece};
+use icos_testsupport::{pax_record, push_ustar};
 
 /// A sparse file: data at 0, a hole, data at 1 MiB + 100 (unaligned), a hole to the end.
 fn sparse_file(path: &Path) -> Vec<u8> {
@@ -296,16 +297,6 @@ fn reads_old_gnu_sparse_members_with_extension_headers() {
     assert_eq!(got[1].1, b"plain member\n");
 }
 
-/// One PAX record, written by hand with its length prefix (which counts its own digits).
-fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
-}
-
 #[test]
 fn pax_values_with_newlines_do_not_stop_the_reader() {
     // A rootfs-like tar: an xattr value with 0x0A and '=' bytes, then a long name's path record.
@@ -318,18 +309,7 @@ fn pax_values_with_newlines_do_not_stop_the_reader() {
     .concat();
     let mut t = Vec::new();
     let mut add = |name: &str, kind: tar::EntryType, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_cksum();
-        t.extend_from_slice(h.as_bytes());
-        t.extend_from_slice(data);
-        t.resize(t.len().div_ceil(512) * 512, 0);
+        push_ustar(&mut t, name, kind, 0o644, 0, data)
     };
     add("./", tar::EntryType::Directory, b"");
     add("./@PaxHeader", tar::EntryType::XHeader, &records);

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use icos_initramfs::write_initramfs;
+use icos_testsupport::{pax_record, push_ustar};
 
 fn rootfs_tar(path: &Path, with_xattr: bool) {
     let mut b = tar::Builder::new(fs::File::create(path).unwrap());
@@ -139,32 +140,11 @@ fn refuses_xattrs_it_cannot_carry_and_leaves_no_output() {
     assert!(!out.exists());
 }
 
-/// One PAX record, written by hand with its length prefix (which counts its own digits).
-fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
-}
-
 /// A rootfs tar built block by block: `./`, then `./init` preceded by a PAX header of `records`.
 fn tar_with_pax(path: &Path, records: &[u8]) {
     let mut t = Vec::new();
     let mut add = |name: &str, kind: tar::EntryType, mode: u32, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_cksum();
-        t.extend_from_slice(h.as_bytes());
-        t.extend_from_slice(data);
-        t.resize(t.len().div_ceil(512) * 512, 0);
+        push_ustar(&mut t, name, kind, mode, 1_700_000_000, data)
     };
     add("./", tar::EntryType::Directory, 0o755, b"");
     add("./@PaxHeader", tar::EntryType::XHeader, 0o644, records);

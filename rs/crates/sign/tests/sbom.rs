@@ -4,6 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use icos_sign::{render_sbom, write_sbom, SbomError, SbomRequest};
+use icos_testsupport::pax_record;
 use serde_json::{json, Value};
 use sha1::{Digest as _, Sha1};
 
@@ -157,16 +158,6 @@ fn build_rootfs(dir: &Path, entries: &[(&str, Kind)]) -> (PathBuf, PathBuf) {
     fs::write(&t, tar).unwrap();
     fs::write(&m, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
     (t, m)
-}
-
-/// One PAX record, written by hand with its length prefix (which counts its own digits).
-fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
 }
 
 fn req<'a>(t: &'a Path, m: &'a Path) -> SbomRequest<'a> {

@@ -7,6 +7,9 @@ use std::process::{Command, Output};
 
 use tar::{EntryType, Header};
 
+#[allow(unused_imports)] // not every test binary builds PAX records
+pub use icos_testsupport::pax_record;
+
 pub const SDE: u64 = 1_700_000_000;
 
 #[derive(Clone)]
@@ -169,17 +172,6 @@ pub fn tar_bytes(mut entries: Vec<E>) -> Vec<u8> {
         b.append(&h, payload).unwrap();
     }
     b.into_inner().unwrap()
-}
-
-/// One PAX record, written by hand: `"<len> <key>=<value>\n"`, where `<len>` counts the whole
-/// record including its own digits. Values may hold any byte, newlines included.
-pub fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3;
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
 }
 
 /// Appends a header block and its data, padded to 512 bytes.
