@@ -66,14 +66,8 @@ fn opens_a_layout_by_manifest_digest_and_streams_every_compression() {
 #[test]
 fn an_index_digest_picks_the_requested_platform() {
     let tmp = tempfile::tempdir().unwrap();
-    let b = LayoutBuilder::new(&tmp.path().join("layout"));
-    let amd = b.image(&standard_layers(1), "amd64");
-    let arm = b.image(&standard_layers(2), "arm64");
-    let index = b.index(&[
-        (&amd.manifest, "linux/amd64"),
-        (&arm.manifest, "linux/arm64/v8"),
-    ]);
-    b.write_index_json(&[(&index, "multi")]);
+    let MultiLayout { b, amd, arm, index } =
+        multi_platform_layout(&tmp.path().join("layout"), 1, 2);
     let reference = format!("oci:{}@{}", b.dir.display(), index.digest);
 
     let image = open(&reference, "linux/amd64").unwrap();
@@ -128,14 +122,7 @@ fn write_layout_is_deterministic_and_accepted_by_skopeo_and_umoci() {
     require_tool("skopeo", "skopeo");
     require_tool("umoci", "umoci");
     let tmp = tempfile::tempdir().unwrap();
-    let b = LayoutBuilder::new(&tmp.path().join("layout"));
-    let amd = b.image(&standard_layers(1), "amd64");
-    let arm = b.image(&standard_layers(2), "arm64");
-    let index = b.index(&[
-        (&amd.manifest, "linux/amd64"),
-        (&arm.manifest, "linux/arm64/v8"),
-    ]);
-    b.write_index_json(&[(&index, "multi")]);
+    let MultiLayout { b, arm, index, .. } = multi_platform_layout(&tmp.path().join("layout"), 1, 2);
     let image = open(
         &format!("oci:{}@{}", b.dir.display(), index.digest),
         "linux/arm64",

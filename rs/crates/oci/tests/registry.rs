@@ -101,14 +101,8 @@ fn push(layout: &std::path::Path, tag: &str, destination: &str) {
 #[test]
 fn pulls_by_index_and_manifest_digest_and_the_store_makes_the_second_open_offline() {
     let tmp = tempfile::tempdir().unwrap();
-    let b = LayoutBuilder::new(&tmp.path().join("layout"));
-    let amd = b.image(&standard_layers(11), "amd64");
-    let arm = b.image(&standard_layers(12), "arm64");
-    let index = b.index(&[
-        (&amd.manifest, "linux/amd64"),
-        (&arm.manifest, "linux/arm64/v8"),
-    ]);
-    b.write_index_json(&[(&index, "multi")]);
+    let MultiLayout { b, amd, arm, index } =
+        multi_platform_layout(&tmp.path().join("layout"), 11, 12);
 
     let mut registry = Registry::start();
     push(

@@ -207,6 +207,27 @@ pub fn simple_layout(dir: &Path) -> (LayoutBuilder, Fixture) {
     (b, f)
 }
 
+/// A layout whose image index (tagged `multi`) holds two three-layer images: linux/amd64 built
+/// from `standard_layers(amd_seed)` and linux/arm64/v8 from `standard_layers(arm_seed)`.
+pub struct MultiLayout {
+    pub b: LayoutBuilder,
+    pub amd: Fixture,
+    pub arm: Fixture,
+    pub index: Desc,
+}
+
+pub fn multi_platform_layout(dir: &Path, amd_seed: u64, arm_seed: u64) -> MultiLayout {
+    let b = LayoutBuilder::new(dir);
+    let amd = b.image(&standard_layers(amd_seed), "amd64");
+    let arm = b.image(&standard_layers(arm_seed), "arm64");
+    let index = b.index(&[
+        (&amd.manifest, "linux/amd64"),
+        (&arm.manifest, "linux/arm64/v8"),
+    ]);
+    b.write_index_json(&[(&index, "multi")]);
+    MultiLayout { b, amd, arm, index }
+}
+
 /// A deterministic tar of a directory tree (sorted, fixed owners and times).
 pub fn tar_dir(dir: &Path, out: &Path) {
     let mut paths = Vec::new();
