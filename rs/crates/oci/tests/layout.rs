@@ -131,11 +131,7 @@ fn write_layout_is_deterministic_and_accepted_by_skopeo_and_umoci() {
 
     let out = tmp.path().join("out");
     image.write_layout(&out).unwrap();
-    let leftovers: Vec<_> = fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let leftovers = hidden_entries(tmp.path());
     assert!(
         leftovers.is_empty(),
         "temporary directories left behind: {leftovers:?}"
@@ -243,11 +239,7 @@ fn write_layout_refuses_to_replace_other_things_and_leaves_nothing_on_failure() 
         "a failed write_layout left {}",
         out.display()
     );
-    let leftovers: Vec<_> = fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let leftovers = hidden_entries(tmp.path());
     assert!(
         leftovers.is_empty(),
         "temporary directories left behind: {leftovers:?}"

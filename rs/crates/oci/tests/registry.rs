@@ -160,11 +160,7 @@ fn pulls_by_index_and_manifest_digest_and_the_store_makes_the_second_open_offlin
             d.digest
         );
     }
-    let leftovers: Vec<_> = fs::read_dir(store.join("blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let leftovers = hidden_entries(&store.join("blobs/sha256"));
     assert!(
         leftovers.is_empty(),
         "temporary files left in the store: {leftovers:?}"

@@ -228,6 +228,16 @@ pub fn multi_platform_layout(dir: &Path, amd_seed: u64, arm_seed: u64) -> MultiL
     MultiLayout { b, amd, arm, index }
 }
 
+/// The names in `dir` that start with `.`: the temporary files and directories a write may
+/// have left behind (in `read_dir` order).
+pub fn hidden_entries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
 /// A deterministic tar of a directory tree (sorted, fixed owners and times).
 pub fn tar_dir(dir: &Path, out: &Path) {
     let mut paths = Vec::new();
