@@ -8,7 +8,10 @@
 #  2. Changing only icos-ext4's bytes (its --help text) re-runs the Rust build, the ext4 image (whose
 #     bytes stay the same, so nothing after it re-runs), the build manifest (which records the new
 #     digest of icos-ext4 and the unchanged digests of every other tool) and the sums; nothing else.
-#  3. Restoring the source is served from the disk cache: same SHA256SUMS as in 1.
+#  3. Moving one toolchain pin (linux-libc-dev, the kernel headers the C parts compile against, to
+#     the other version the mirror serves) re-runs the Rust build; the tools come out byte-identical,
+#     so only the build manifest (which records the new pin) and the sums follow.
+#  4. Restoring the source and the pin is served from the disk cache: same SHA256SUMS as in 1.
 # Needs root (mount and network namespaces). Prints what it measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +19,12 @@ checkout=$PWD
 [[ $(id -u) -eq 0 ]] || { echo "hermetic-check: needs root for mount and network namespaces (unshare)" >&2; exit 1; }
 work=$(mktemp -d /tmp/icos-hermetic.XXXXXX)
 ext4_main=rs/tools/src/bin/icos-ext4.rs
+pins=toolchains/debian/packages.bzl
 cp "$ext4_main" "$work/icos-ext4.rs"
+cp "$pins" "$work/packages.bzl"
 cleanup() {
   cp "$work/icos-ext4.rs" "$checkout/$ext4_main"
+  cp "$work/packages.bzl" "$checkout/$pins"
   bazel --output_base="$work/ob" shutdown >/dev/null 2>&1 || true
   chmod -R u+w "$work" 2>/dev/null || true
   rm -rf "$work"
@@ -27,6 +33,39 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "hermetic-check: FAILED: $*" >&2; exit 1; }
+
+# Prints the mnemonics of the actions a build executed (not served from a cache), from its
+# execution log. $1: the log.
+executed_mnemonics() {
+  python3 - "$1" <<'PY'
+import json, sys
+text = open(sys.argv[1]).read()
+decoder, i = json.JSONDecoder(), 0
+while i < len(text):
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i >= len(text):
+        break
+    spawn, i = decoder.raw_decode(text, i)
+    if spawn.get("mnemonic") != "BazelWorkspaceStatusAction" and not spawn.get("remoteCacheHit"):
+        print(spawn.get("mnemonic", "?"))
+PY
+}
+
+# Compares the tools and toolchain packages of two build manifests: prints "NAME OLD NEW" for each
+# entry whose version or digest differs.
+changed_tools() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+before, after = ({t["name"]: (t["version"], t.get("digest")) for t in json.load(open(p))["tools"]} for p in sys.argv[1:])
+binaries = [n for n in before if n.startswith("icos-") and n != "icos-tools"]
+if len(binaries) < 10:
+    sys.exit(f"hermetic-check: FAILED: the build manifest lists only the tools {binaries}")
+for name in sorted(set(before) | set(after)):
+    if before.get(name) != after.get(name):
+        print(name, *(" ".join(str(x) for x in side.get(name, ("-", "-"))) for side in (before, after)))
+PY
+}
 
 bazel build --config=ci //ic-os:image
 cp -L bazel-bin/ic-os/SHA256SUMS "$work/sums.reference"
@@ -58,18 +97,20 @@ printf '%s\n' "${hidden_files[@]}" >"$work/hidden-files"
 printf '%s\n' "${hidden_dirs[@]}" >"$work/hidden-dirs"
 echo "hermetic-check: hiding $(wc -l <"$work/hidden-tools") host tools, $(wc -l <"$work/hidden-files") C library files, ${hidden_dirs[*]}; cutting the network"
 
-# Runs bazel in a fresh output base inside the namespaces. $1: log file; the rest: build flags.
+# Runs bazel in the fresh output base inside the namespaces. $1: log file; the rest: build flags.
+# NETWORK=keep leaves the network up (for a pin that is not in the repository cache yet).
 sealed_build() {
-  local log=$1
+  local log=$1 net=(--net)
   shift
-  unshare --mount --net --fork env WORK="$work" bash -s -- "$@" >"$log" 2>&1 <<'EOF'
+  [[ "${NETWORK:-}" == keep ]] && net=()
+  unshare --mount "${net[@]}" --fork env WORK="$work" NETWORK="${NETWORK:-}" bash -s -- "$@" >"$log" 2>&1 <<'EOF'
 set -euo pipefail
 mount --make-rprivate /
-ip link set lo up # the Bazel client talks to its server over loopback
+[[ "$NETWORK" == keep ]] || ip link set lo up # the Bazel client talks to its server over loopback
 while read -r t; do mount --bind "$WORK/hidden-tool" "$t"; done <"$WORK/hidden-tools"
 while read -r f; do mount --bind "$WORK/hidden-file" "$f"; done <"$WORK/hidden-files"
 while read -r d; do mount -t tmpfs -o ro,size=1m hidden "$d"; done <"$WORK/hidden-dirs"
-if timeout 10 bash -c 'exec 3<>/dev/tcp/deb.debian.org/80' 2>/dev/null; then
+if [[ "$NETWORK" != keep ]] && timeout 10 bash -c 'exec 3<>/dev/tcp/deb.debian.org/80' 2>/dev/null; then
   echo "hermetic-check: the network is still reachable inside the namespace" >&2
   exit 1
 fi
@@ -97,34 +138,42 @@ sealed_build "$work/changed.log" --execution_log_json_file="$work/exec.json" ||
   { tail -n 40 "$work/changed.log" >&2; fail "the build with a changed icos-ext4 failed"; }
 cp "$work/icos-ext4.rs" "$ext4_main"
 cp -L bazel-bin/ic-os/build-manifest.json "$work/manifest.after"
-python3 - "$work/exec.json" "$work/manifest.before" "$work/manifest.after" <<'PY'
-import json, sys
-text = open(sys.argv[1]).read()
-spawns, decoder, i = [], json.JSONDecoder(), 0
-while i < len(text):
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i >= len(text):
-        break
-    obj, i = decoder.raw_decode(text, i)
-    spawns.append(obj)
-ran = sorted(s.get("mnemonic", "?") for s in spawns
-             if s.get("mnemonic") != "BazelWorkspaceStatusAction" and not s.get("remoteCacheHit"))
-print("hermetic-check: after changing icos-ext4's help text, re-ran:", " ".join(ran))
-expected = ["CargoBuild", "IcosExt4", "IcosManifest", "IcosSums"]
-if ran != expected:
-    sys.exit(f"hermetic-check: FAILED: expected exactly {expected} to re-run, got {ran}")
-tools = [{t["name"]: t.get("digest") for t in json.load(open(p))["tools"]} for p in sys.argv[2:]]
-changed = sorted(name for name in tools[0] if tools[0][name] != tools[1].get(name))
-binaries = sorted(name for name in tools[0] if name.startswith("icos-") and name != "icos-tools")
-if len(binaries) < 10:
-    sys.exit(f"hermetic-check: FAILED: the build manifest lists only {binaries}")
-if changed != ["icos-ext4", "icos-tools"]:
-    sys.exit(f"hermetic-check: FAILED: expected the manifest to record a new icos-ext4 (and identity) only, changed: {changed}")
-print(f"hermetic-check: the manifest records the new icos-ext4 digest; the other {len(binaries) - 1} tools are byte-identical")
-PY
+ran=$(executed_mnemonics "$work/exec.json" | sort | tr '\n' ' ')
+echo "hermetic-check: after changing icos-ext4's help text, re-ran: $ran"
+[[ "$ran" == "CargoBuild IcosExt4 IcosManifest IcosSums " ]] ||
+  fail "expected exactly CargoBuild IcosExt4 IcosManifest IcosSums to re-run"
+changed=$(changed_tools "$work/manifest.before" "$work/manifest.after")
+[[ "$(cut -d' ' -f1 <<<"$changed" | tr '\n' ' ')" == "icos-ext4 icos-tools " ]] ||
+  fail "expected the manifest to record a new icos-ext4 (and identity) only, changed: $changed"
+echo "hermetic-check: the manifest records the new icos-ext4 digest; every other tool is byte-identical"
 
-# 3. Back to the original source: everything from the disk cache.
+# 3. One toolchain pin moves.
+python3 - "$pins" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+block = re.search(r'"toolchain_linux_libc_dev": \{.*?\}', text, re.S).group(0)
+new = re.sub(r'"version": "[^"]*"', '"version": "6.1.176-1"', block)
+new = re.sub(r'"path": "[^"]*"', '"path": "pool/main/l/linux/linux-libc-dev_6.1.176-1_amd64.deb"', new)
+new = re.sub(r'"sha256": "[^"]*"', '"sha256": "8bb258735b9dffbb111da778ebdd024750878e435ffd9dfcadcb6762ede6b4cf"', new)
+if new == block or "6.1.176-1" in block:
+    sys.exit("hermetic-check: FAILED: linux-libc-dev is already at 6.1.176-1; pick another version for this test")
+open(path, "w").write(text.replace(block, new))
+PY
+NETWORK=keep sealed_build "$work/pin.log" --execution_log_json_file="$work/exec-pin.json" ||
+  { tail -n 40 "$work/pin.log" >&2; fail "the build with a moved toolchain pin failed"; }
+cp "$work/packages.bzl" "$pins"
+cp -L bazel-bin/ic-os/build-manifest.json "$work/manifest.pin"
+ran=$(executed_mnemonics "$work/exec-pin.json" | sort | tr '\n' ' ')
+echo "hermetic-check: after moving the linux-libc-dev pin, re-ran: $ran"
+[[ "$ran" == "CargoBuild IcosManifest IcosSums " ]] ||
+  fail "expected exactly CargoBuild IcosManifest IcosSums to re-run (the tools byte-identical)"
+changed=$(changed_tools "$work/manifest.before" "$work/manifest.pin")
+[[ "$(cut -d' ' -f1 <<<"$changed" | tr '\n' ' ')" == "deb:linux-libc-dev icos-tools " ]] ||
+  fail "expected the manifest to record only the moved pin, changed: $changed"
+echo "hermetic-check: the manifest records $(grep '^deb:linux-libc-dev' <<<"$changed")"
+
+# 4. Back to the original source and pins: everything from the disk cache.
 sealed_build "$work/restored.log" || { tail -n 40 "$work/restored.log" >&2; fail "the restored build failed"; }
 cp -L bazel-bin/ic-os/SHA256SUMS "$work/sums.restored"
 cmp "$work/sums.sealed" "$work/sums.restored" || fail "restoring the source did not restore SHA256SUMS"

@@ -26,8 +26,8 @@ def _run(rctx, args, what, hint = ""):
 _SETUP_HINT = "\nscripts/setup.sh installs the runtime libraries the pinned toolchain loads; run it and build again."
 
 # Debian's packages point some symlinks at absolute paths (/lib/x86_64-linux-gnu/libc.so.6): inside
-# the tree they must point into the tree, never at the host's files.
-_RELATIVE_SYMLINKS = """\
+# the tree they must point into the tree, never at the host's files. Documentation is dropped.
+_PREPARE_TREE = """\
 set -euo pipefail
 cd root
 find . -type l -lname '/*' -print0 | while IFS= read -r -d '' link; do
@@ -68,7 +68,7 @@ def _icos_rust_toolchain_impl(rctx):
         _run(rctx, ["dpkg-deb", "--extract", deb, "root"], "dpkg-deb --extract %s (%s %s)" % (deb, pin["package"], pin["version"]))
         pins.append("deb %s %s sha256:%s\n" % (pin["package"], pin["version"], pin["sha256"]))
     rctx.delete("debs")
-    _run(rctx, ["bash", "-c", _RELATIVE_SYMLINKS], "making the toolchain's symlinks relative")
+    _run(rctx, ["bash", "-c", _PREPARE_TREE], "preparing the toolchain tree (relative symlinks, gcc-bin)")
     for name, (what, binary, args) in _WRAPPERS.items():
         rctx.file("bin/" + name, _WRAPPER.format(what = what, binary = binary, args = args), executable = True)
 
