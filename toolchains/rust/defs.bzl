@@ -42,8 +42,13 @@ export PATH="$toolchain:/usr/bin:/bin" CARGO_HOME="$work/home" CARGO_INCREMENTAL
 for bin in {bins}; do
   cp "$work/target/release/$bin" "{outdir}/$bin"
 done
+# The workspace version, read by bash itself: no program beyond bash and coreutils shapes the identity.
+version="" version_line='^version = "(.*)"$'
+while IFS= read -r line; do
+  if [[ "$line" =~ $version_line ]]; then version=${{BASH_REMATCH[1]}}; break; fi
+done < "{workspace_manifest}"
 {{
-  echo "icos-tools $(sed -n 's/^version = "\\(.*\\)"/\\1/p' "{workspace_manifest}" | head -n 1)"
+  echo "icos-tools $version"
   echo "Cargo.lock sha256:$(sha256sum "{lock}" | cut -d' ' -f1)"
   cat "{toolchain_identity}"
   for bin in {bins}; do
