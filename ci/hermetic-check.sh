@@ -148,18 +148,9 @@ changed=$(changed_tools "$work/manifest.before" "$work/manifest.after")
 echo "hermetic-check: the manifest records the new icos-ext4 digest; every other tool is byte-identical"
 
 # 3. One toolchain pin moves.
-python3 - "$pins" <<'PY'
-import re, sys
-path = sys.argv[1]
-text = open(path).read()
-block = re.search(r'"toolchain_linux_libc_dev": \{.*?\}', text, re.S).group(0)
-new = re.sub(r'"version": "[^"]*"', '"version": "6.1.176-1"', block)
-new = re.sub(r'"path": "[^"]*"', '"path": "pool/main/l/linux/linux-libc-dev_6.1.176-1_amd64.deb"', new)
-new = re.sub(r'"sha256": "[^"]*"', '"sha256": "8bb258735b9dffbb111da778ebdd024750878e435ffd9dfcadcb6762ede6b4cf"', new)
-if new == block or "6.1.176-1" in block:
-    sys.exit("hermetic-check: FAILED: linux-libc-dev is already at 6.1.176-1; pick another version for this test")
-open(path, "w").write(text.replace(block, new))
-PY
+ci/move-pin.py "$pins" toolchain_linux_libc_dev 6.1.176-1 \
+  pool/main/l/linux/linux-libc-dev_6.1.176-1_amd64.deb \
+  8bb258735b9dffbb111da778ebdd024750878e435ffd9dfcadcb6762ede6b4cf
 NETWORK=keep sealed_build "$work/pin.log" --execution_log_json_file="$work/exec-pin.json" ||
   { tail -n 40 "$work/pin.log" >&2; fail "the build with a moved toolchain pin failed"; }
 cp "$work/packages.bzl" "$pins"

@@ -15,16 +15,9 @@ bazel build --config=ci //ic-os:image
 before=$(sed -n 's/.*"deb:systemd-boot-efi@\([^"]*\)".*/\1/p' bazel-bin/ic-os/build-manifest.json | head -n 1)
 
 # The previous stable update of systemd-boot-efi (bookworm-security), a real other version.
-python3 - "$pins" <<'PY'
-import re, sys
-path = sys.argv[1]
-text = open(path).read()
-block = re.search(r'"debian_systemd_boot_efi": \{.*?\}', text, re.S).group(0)
-new = re.sub(r'"version": "[^"]*"', '"version": "252.38-1~deb12u1"', block)
-new = re.sub(r'"path": "[^"]*"', '"path": "pool/updates/main/s/systemd/systemd-boot-efi_252.38-1~deb12u1_amd64.deb"', new)
-new = re.sub(r'"sha256": "[^"]*"', '"sha256": "099343ccb3ad569ee1f0c838423f83267f65b8555fbcc8114167621a3350f245"', new)
-open(path, "w").write(text.replace(block, new))
-PY
+ci/move-pin.py "$pins" debian_systemd_boot_efi 252.38-1~deb12u1 \
+  pool/updates/main/s/systemd/systemd-boot-efi_252.38-1~deb12u1_amd64.deb \
+  099343ccb3ad569ee1f0c838423f83267f65b8555fbcc8114167621a3350f245
 bazel build --config=ci --execution_log_json_file="$work/exec.json" //ic-os:image
 python3 - "$work/exec.json" <<'PY'
 import json, re, sys
@@ -63,16 +56,8 @@ echo "pin-rerun: the build manifest records systemd-boot-efi $before, then $afte
 # A pin whose version the mirror no longer serves: the fetch fails naming the package, the version
 # and the file to update (not a bare 404).
 cp "$work/packages.bzl" "$pins"
-python3 - "$pins" <<'PY'
-import re, sys
-path = sys.argv[1]
-text = open(path).read()
-block = re.search(r'"debian_busybox_static": \{.*?\}', text, re.S).group(0)
-new = re.sub(r'"version": "[^"]*"', '"version": "1:0.0-vanished"', block)
-new = re.sub(r'"path": "[^"]*"', '"path": "pool/main/b/busybox/busybox-static_0.0-vanished_amd64.deb"', new)
-new = re.sub(r'"sha256": "[^"]*"', '"sha256": "' + "0" * 64 + '"', new)
-open(path, "w").write(text.replace(block, new))
-PY
+ci/move-pin.py "$pins" debian_busybox_static 1:0.0-vanished \
+  pool/main/b/busybox/busybox-static_0.0-vanished_amd64.deb "$(printf '0%.0s' {1..64})"
 if bazel build --config=ci //ic-os:image >"$work/vanished.log" 2>&1; then
   fail "a build with a vanished pin succeeded"
 fi
