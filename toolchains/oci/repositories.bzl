@@ -101,5 +101,5 @@ icos_oci_pull = repository_rule(
         "platform": attr.string(default = "linux/amd64", doc = "Platform picked when the digest names an index."),
         "reference": attr.string(mandatory = True, doc = "docker://HOST[:PORT]/REPO@sha256:… (plain http only for loopback)."),
     },
-    environ = ["CARGO", "HOME", "ICOS_BLOB_STORE", "XDG_CACHE_HOME"],
+    environ = ["HOME", "ICOS_BLOB_STORE", "XDG_CACHE_HOME"],
 )
