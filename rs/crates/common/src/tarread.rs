@@ -600,6 +600,7 @@ impl<R: Read> Read for EntryData<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use icos_testsupport::pax_record;
     use std::io::Cursor;
 
     fn octal_field(field: &mut [u8], value: u64) {
@@ -628,16 +629,6 @@ mod tests {
         h[263..265].copy_from_slice(b"00");
         seal(&mut h);
         h
-    }
-
-    /// One PAX record with a correct length prefix (the length counts its own digits).
-    fn record(key: &str, value: &[u8]) -> Vec<u8> {
-        let body = key.len() + value.len() + 3;
-        let mut len = body + 1;
-        while len != body + len.to_string().len() {
-            len = body + len.to_string().len();
-        }
-        [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
     }
 
     fn push(tar: &mut Vec<u8>, header: [u8; BLOCK], data: &[u8]) {
@@ -688,10 +679,10 @@ mod tests {
         assert_eq!(pax_number(r[1].0, r[1].1), Ok(5));
 
         let data = [
-            record("SCHILY.xattr.user.nl", b"a\nb=c"),
-            record("path", b"dir/with\nnewline=and equals"),
-            record("comment", b"\n"),
-            record("empty", b""),
+            pax_record("SCHILY.xattr.user.nl", b"a\nb=c"),
+            pax_record("path", b"dir/with\nnewline=and equals"),
+            pax_record("comment", b"\n"),
+            pax_record("empty", b""),
         ]
         .concat();
         assert_eq!(
@@ -753,11 +744,11 @@ mod tests {
         push_entry(&mut tar, b"./", b'5', b"", b"");
         // The xattr record sorts first and holds a newline: path, mtime and uid after it still count.
         let pax = [
-            record("SCHILY.xattr.user.nl", b"a\nb=c"),
-            record("SCHILY.xattr.user.z", b"\n"),
-            record("mtime", b"1234.5"),
-            record("path", &long),
-            record("uid", b"3000000"),
+            pax_record("SCHILY.xattr.user.nl", b"a\nb=c"),
+            pax_record("SCHILY.xattr.user.z", b"\n"),
+            pax_record("mtime", b"1234.5"),
+            pax_record("path", &long),
+            pax_record("uid", b"3000000"),
         ]
         .concat();
         push_entry(&mut tar, b"./truncated-name", b'0', b"hello", &pax);
@@ -769,7 +760,13 @@ mod tests {
         );
         push(&mut tar, header(b"./gnu/ggg", b'0', 3), b"gnu");
         let target = b"target\nwith newline".repeat(8);
-        push_entry(&mut tar, b"./link", b'2', b"", &record("linkpath", &target));
+        push_entry(
+            &mut tar,
+            b"./link",
+            b'2',
+            b"",
+            &pax_record("linkpath", &target),
+        );
         end(&mut tar);
 
         for read_data in [true, false] {
@@ -830,7 +827,7 @@ mod tests {
             "{err}"
         );
         let mut tar = Vec::new();
-        push_entry(&mut tar, b"./f", b'0', b"x", &record("size", b"1x"));
+        push_entry(&mut tar, b"./f", b'0', b"x", &pax_record("size", b"1x"));
         end(&mut tar);
         assert!(read_all(&tar, true)
             .unwrap_err()
@@ -844,7 +841,7 @@ mod tests {
         push(
             &mut tar,
             header(b"./@PaxHeader", b'x', 12),
-            &record("size", b"600"),
+            &pax_record("size", b"600"),
         );
         tar.extend_from_slice(&header(b"./big", b'0', 0));
         tar.extend_from_slice(&[9u8; 1024]);
@@ -865,7 +862,7 @@ mod tests {
             b"./a",
             b'0',
             &[1u8; 1000],
-            &record("SCHILY.xattr.user.nl", b"a\nb=c"),
+            &pax_record("SCHILY.xattr.user.nl", b"a\nb=c"),
         );
         let boundary = tar.len();
         push_entry(&mut tar, b"./b", b'0', b"b", b"");
@@ -948,14 +945,14 @@ mod tests {
             .unwrap_err()
             .contains("bad size field"));
         let mut two = Vec::new();
-        push(&mut two, header(b"x", b'x', 10), &record("a", b"12"));
-        push_entry(&mut two, b"./a", b'0', b"", &record("a", b"1"));
+        push(&mut two, header(b"x", b'x', 10), &pax_record("a", b"12"));
+        push_entry(&mut two, b"./a", b'0', b"", &pax_record("a", b"1"));
         end(&mut two);
         assert!(read_all(&two, true)
             .unwrap_err()
             .contains("two PAX headers"));
         let mut dangling = Vec::new();
-        push(&mut dangling, header(b"x", b'x', 6), &record("a", b"1"));
+        push(&mut dangling, header(b"x", b'x', 6), &pax_record("a", b"1"));
         end(&mut dangling);
         assert!(read_all(&dangling, true)
             .unwrap_err()

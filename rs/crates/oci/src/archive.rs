@@ -216,6 +216,7 @@ impl Read for MemberReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use icos_testsupport::pax_record;
 
     #[test]
     fn names_and_links() {
@@ -231,16 +232,6 @@ mod tests {
         );
         assert!(resolve_link("a", "../../x").is_err());
         assert!(resolve_link("a", "/x").is_err());
-    }
-
-    /// One PAX record, written by hand with its length prefix (which counts its own digits).
-    fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-        let body = key.len() + value.len() + 3;
-        let mut len = body + 1;
-        while len != body + len.to_string().len() {
-            len = body + len.to_string().len();
-        }
-        [format!("{len} {key}=").as_bytes(), value, b"\n"].concat()
     }
 
     #[test]

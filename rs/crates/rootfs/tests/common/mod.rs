@@ -60,14 +60,7 @@ impl Layer {
         if !e.pax.is_empty() {
             let mut records = Vec::new();
             for (k, v) in &e.pax {
-                let body = k.len() + v.len() + 3;
-                let mut len = body + 1;
-                while len != body + len.to_string().len() {
-                    len = body + len.to_string().len();
-                }
-                records.extend_from_slice(format!("{len} {k}=").as_bytes());
-                records.extend_from_slice(v);
-                records.push(b'\n');
+                records.extend(icos_testsupport::pax_record(k, v));
             }
             self.header(
                 b"PaxHeaders/x",
