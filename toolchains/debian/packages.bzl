@@ -7,9 +7,12 @@ downloads the file once into its repository cache (keyed by sha256) and verifies
 verifies it again before reading it. Nothing here is ever fetched unverified.
 """
 
+# Each archive with the pool paths it serves: security updates live under pool/updates/ of the
+# security archive, everything else under pool/ of the main archive. A pin is fetched from the
+# first archive whose prefix its path starts with, so no download is tried where it cannot exist.
 DEBIAN_MIRRORS = [
-    "http://deb.debian.org/debian",
-    "http://deb.debian.org/debian-security",
+    struct(url = "http://deb.debian.org/debian-security", serves = "pool/updates/"),
+    struct(url = "http://deb.debian.org/debian", serves = "pool/"),
 ]
 
 DEBIAN_PACKAGES = {

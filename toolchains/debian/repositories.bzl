@@ -11,7 +11,10 @@ def download_pinned_deb(rctx, pin, output, entry):
 
     Fails naming the package, the version and the pin file when no mirror serves it any more.
     """
-    urls = ["%s/%s" % (mirror, _url_path(pin["path"])) for mirror in DEBIAN_MIRRORS]
+    mirrors = [m.url for m in DEBIAN_MIRRORS if pin["path"].startswith(m.serves)][:1]
+    if not mirrors:
+        fail("pin %s: path %s is under no archive of DEBIAN_MIRRORS (toolchains/debian/packages.bzl)" % (entry, pin["path"]))
+    urls = ["%s/%s" % (mirror, _url_path(pin["path"])) for mirror in mirrors]
     result = rctx.download(
         url = urls,
         output = output,
