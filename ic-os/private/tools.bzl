@@ -4,7 +4,7 @@ load("//toolchains/rust:defs.bzl", "IcosToolsInfo")
 
 TOOLS_ATTRS = {
     "_tools": attr.label(
-        default = "//toolchains/rust:tools",
+        default = "//toolchains/rust:cargo_build",
         providers = [IcosToolsInfo],
         cfg = "exec",
     ),

@@ -101,3 +101,30 @@ icos_rust_tools = rule(
         "workspace_manifest": attr.label(allow_single_file = True, mandatory = True, doc = "rs/Cargo.toml."),
     },
 )
+
+def _icos_tools_view_impl(ctx):
+    tools = ctx.attr.tools[IcosToolsInfo]
+    outs = []
+    for name, binary in sorted(tools.binaries.items()):
+        out = ctx.actions.declare_file(ctx.attr.name + "/" + name)
+        ctx.actions.symlink(output = out, target_file = binary, is_executable = True)
+        outs.append(out)
+    identity = ctx.actions.declare_file(ctx.attr.name + "/" + tools.identity.basename)
+    ctx.actions.symlink(output = identity, target_file = tools.identity)
+    return [
+        DefaultInfo(files = depset(outs + [identity])),
+        IcosToolsInfo(binaries = dict(zip(sorted(tools.binaries.keys()), outs)), identity = identity),
+    ]
+
+icos_tools_view = rule(
+    implementation = _icos_tools_view_impl,
+    doc = """The tools the build actions run, under a stable path: `bazel-bin/<package>/<name>/icos-*`.
+
+Actions run the tools built in the exec configuration; building the tools target directly would
+build them a second time in the target configuration (another cargo build). This rule depends on
+them in the exec configuration and only links them into its own output directory.
+""",
+    attrs = {
+        "tools": attr.label(mandatory = True, cfg = "exec", providers = [IcosToolsInfo], doc = "The icos_rust_tools target."),
+    },
+)
