@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Proves that the build needs nothing from the host but its shell, and that a tool's bytes are part of
-# the cache key of exactly the actions that run it:
+# Proves that the build needs nothing from the host but its shell, and that a tool's bytes and each
+# toolchain pin are part of the cache key of exactly the actions they feed:
 #  1. In a fresh output base, with the network cut (a new network namespace) and every host
 #     compiler, assembler, linker, C header, crt file and Rust toolchain hidden (each replaced by a
 #     program that fails loudly), `bazel build //ic-os:image` succeeds from Bazel's repository cache
-#     and the pinned crates alone, and gives the same SHA256SUMS as this checkout's own output base.
-#  2. Changing only icos-ext4's bytes (its --help text) re-runs the Rust build, the ext4 image (whose
-#     bytes stay the same, so nothing after it re-runs), the build manifest (which records the new
-#     digest of icos-ext4 and the unchanged digests of every other tool) and the sums; nothing else.
-#  3. Moving one toolchain pin (linux-libc-dev, the kernel headers the C parts compile against, to
-#     the other version the mirror serves) re-runs the Rust build; the tools come out byte-identical,
-#     so only the build manifest (which records the new pin) and the sums follow.
-#  4. Restoring the source and the pin is served from the disk cache: same SHA256SUMS as in 1.
+#     and the pinned crates alone, and gives the same SHA256SUMS as this checkout's own build.
+#     This is the CI run's one sealed cold build: it shares no cache with the rest of the run.
+#  2. Changing icos-ext4's bytes (its --help text) and moving one toolchain pin (linux-libc-dev,
+#     the kernel headers the C parts compile against, to the other version the mirror serves) in
+#     the same build re-runs the Rust build, the ext4 image (whose bytes stay the same, so nothing
+#     after it re-runs), the build manifest and the sums; nothing else. The manifest records the new
+#     icos-ext4 digest and the new pin; every other tool comes out byte-identical. (One build proves
+#     both: each change alone would re-run a subset of the same actions.)
+#  3. Restoring the source and the pin is served from the disk cache: same SHA256SUMS as in 1.
 # Needs root (mount and network namespaces). Prints what it measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source ci/lib.sh
 checkout=$PWD
 [[ $(id -u) -eq 0 ]] || { echo "hermetic-check: needs root for mount and network namespaces (unshare)" >&2; exit 1; }
 work=$(mktemp -d /tmp/icos-hermetic.XXXXXX)
@@ -29,28 +31,10 @@ cleanup() {
   chmod -R u+w "$work" 2>/dev/null || true
   rm -rf "$work"
   # Point bazel-bin back at this checkout's own output base.
-  bazel build --config=ci //ic-os:image >/dev/null 2>&1 || true
+  bazel build "${ci_flags[@]}" //ic-os:image >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 fail() { echo "hermetic-check: FAILED: $*" >&2; exit 1; }
-
-# Prints the mnemonics of the actions a build executed (not served from a cache), from its
-# execution log. $1: the log.
-executed_mnemonics() {
-  python3 - "$1" <<'PY'
-import json, sys
-text = open(sys.argv[1]).read()
-decoder, i = json.JSONDecoder(), 0
-while i < len(text):
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i >= len(text):
-        break
-    spawn, i = decoder.raw_decode(text, i)
-    if spawn.get("mnemonic") != "BazelWorkspaceStatusAction" and not spawn.get("remoteCacheHit"):
-        print(spawn.get("mnemonic", "?"))
-PY
-}
 
 # Compares the tools and toolchain packages of two build manifests: prints "NAME OLD NEW" for each
 # entry whose version or digest differs.
@@ -67,7 +51,7 @@ for name in sorted(set(before) | set(after)):
 PY
 }
 
-bazel build --config=ci //ic-os:image
+bazel build "${ci_flags[@]}" //ic-os:image
 cp -L bazel-bin/ic-os/SHA256SUMS "$work/sums.reference"
 
 # Every host program or file a C or Rust build could reach for, whether or not this host has it.
@@ -116,7 +100,8 @@ if [[ "$NETWORK" != keep ]] && timeout 10 bash -c 'exec 3<>/dev/tcp/deb.debian.o
 fi
 ! command -v cc >/dev/null || [[ "$(cc 2>&1)" == *"must not use"* ]] || { echo "host cc still runs" >&2; exit 1; }
 status=0
-bazel --output_base="$WORK/ob" build --config=ci --disk_cache="$WORK/disk-cache" "$@" //ic-os:image || status=$?
+# Cold on purpose: no remote cache, whatever a user's rc files configure; only this check's disk cache.
+bazel --output_base="$WORK/ob" build --config=ci --remote_cache= --disk_cache="$WORK/disk-cache" "$@" //ic-os:image || status=$?
 bazel --output_base="$WORK/ob" shutdown
 exit $status
 EOF
@@ -124,48 +109,36 @@ EOF
 
 start=$(date +%s)
 sealed_build "$work/sealed.log" || { tail -n 40 "$work/sealed.log" >&2; fail "the build did not succeed without network and host toolchain"; }
-echo "hermetic-check: sealed build in a fresh output base: $(($(date +%s) - start)) s, $(grep -E '^INFO: [0-9]+ process' "$work/sealed.log" | tail -n 1)"
+echo "hermetic-check: sealed build in a fresh output base: $(($(date +%s) - start)) s, $(processes_line "$work/sealed.log")"
 ! grep -q "must not use" "$work/sealed.log" || fail "$(grep "must not use" "$work/sealed.log" | head -n 1)"
 cp -L bazel-bin/ic-os/SHA256SUMS "$work/sums.sealed"
 cp -L bazel-bin/ic-os/build-manifest.json "$work/manifest.before"
 cmp "$work/sums.reference" "$work/sums.sealed" || fail "the sealed build's SHA256SUMS differ from this checkout's own build"
 echo "hermetic-check: identical SHA256SUMS without network or host toolchain"
 
-# 2. Only icos-ext4's bytes change.
+# 2. icos-ext4's bytes change and one toolchain pin moves, in one build.
 sed -i 's/no root, no mounts, reproducible\./no root, no mounts, reproducible (hermetic-check)./' "$ext4_main"
 grep -q "(hermetic-check)" "$ext4_main" || fail "could not change $ext4_main's help text"
-sealed_build "$work/changed.log" --execution_log_json_file="$work/exec.json" ||
-  { tail -n 40 "$work/changed.log" >&2; fail "the build with a changed icos-ext4 failed"; }
-cp "$work/icos-ext4.rs" "$ext4_main"
-cp -L bazel-bin/ic-os/build-manifest.json "$work/manifest.after"
-ran=$(executed_mnemonics "$work/exec.json" | sort | tr '\n' ' ')
-echo "hermetic-check: after changing icos-ext4's help text, re-ran: $ran"
-[[ "$ran" == "CargoBuild IcosExt4 IcosManifest IcosSums " ]] ||
-  fail "expected exactly CargoBuild IcosExt4 IcosManifest IcosSums to re-run"
-changed=$(changed_tools "$work/manifest.before" "$work/manifest.after")
-[[ "$(cut -d' ' -f1 <<<"$changed" | tr '\n' ' ')" == "icos-ext4 icos-tools " ]] ||
-  fail "expected the manifest to record a new icos-ext4 (and identity) only, changed: $changed"
-echo "hermetic-check: the manifest records the new icos-ext4 digest; every other tool is byte-identical"
-
-# 3. One toolchain pin moves.
 ci/move-pin.py "$pins" toolchain_linux_libc_dev 6.1.176-1 \
   pool/main/l/linux/linux-libc-dev_6.1.176-1_amd64.deb \
   8bb258735b9dffbb111da778ebdd024750878e435ffd9dfcadcb6762ede6b4cf
-NETWORK=keep sealed_build "$work/pin.log" --execution_log_json_file="$work/exec-pin.json" ||
-  { tail -n 40 "$work/pin.log" >&2; fail "the build with a moved toolchain pin failed"; }
+# The network stays up for this build only: the moved pin may not be in the repository cache yet.
+NETWORK=keep sealed_build "$work/changed.log" --execution_log_json_file="$work/exec.json" ||
+  { tail -n 40 "$work/changed.log" >&2; fail "the build with a changed icos-ext4 and a moved pin failed"; }
+cp "$work/icos-ext4.rs" "$ext4_main"
 cp "$work/packages.bzl" "$pins"
-cp -L bazel-bin/ic-os/build-manifest.json "$work/manifest.pin"
-ran=$(executed_mnemonics "$work/exec-pin.json" | sort | tr '\n' ' ')
-echo "hermetic-check: after moving the linux-libc-dev pin, re-ran: $ran"
-[[ "$ran" == "CargoBuild IcosManifest IcosSums " ]] ||
-  fail "expected exactly CargoBuild IcosManifest IcosSums to re-run (the tools byte-identical)"
-changed=$(changed_tools "$work/manifest.before" "$work/manifest.pin")
-[[ "$(cut -d' ' -f1 <<<"$changed" | tr '\n' ' ')" == "deb:linux-libc-dev icos-tools " ]] ||
-  fail "expected the manifest to record only the moved pin, changed: $changed"
-echo "hermetic-check: the manifest records $(grep '^deb:linux-libc-dev' <<<"$changed")"
+cp -L bazel-bin/ic-os/build-manifest.json "$work/manifest.after"
+ran=$(executed_mnemonics "$work/exec.json")
+echo "hermetic-check: after changing icos-ext4's help text and moving the linux-libc-dev pin, re-ran: $ran"
+[[ "$ran" == "CargoBuild IcosExt4 IcosManifest IcosSums " ]] ||
+  fail "expected exactly CargoBuild IcosExt4 IcosManifest IcosSums to re-run"
+changed=$(changed_tools "$work/manifest.before" "$work/manifest.after")
+[[ "$(cut -d' ' -f1 <<<"$changed" | tr '\n' ' ')" == "deb:linux-libc-dev icos-ext4 icos-tools " ]] ||
+  fail "expected the manifest to record a new icos-ext4 and the moved pin only, changed: $changed"
+echo "hermetic-check: the manifest records the new icos-ext4 digest and $(grep '^deb:linux-libc-dev' <<<"$changed"); every other tool is byte-identical"
 
-# 4. Back to the original source and pins: everything from the disk cache.
+# 3. Back to the original source and pins: everything from the disk cache.
 sealed_build "$work/restored.log" || { tail -n 40 "$work/restored.log" >&2; fail "the restored build failed"; }
 cp -L bazel-bin/ic-os/SHA256SUMS "$work/sums.restored"
 cmp "$work/sums.sealed" "$work/sums.restored" || fail "restoring the source did not restore SHA256SUMS"
-echo "hermetic-check: restored source: $(grep -E '^INFO: [0-9]+ process' "$work/restored.log" | tail -n 1), identical SHA256SUMS"
+echo "hermetic-check: restored source: $(processes_line "$work/restored.log"), identical SHA256SUMS"

@@ -5,36 +5,26 @@
 # Rust build, no root filesystem, no ext4, no initramfs). The pin is restored on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source ci/lib.sh
 pins=toolchains/debian/packages.bzl
 work=$(mktemp -d /tmp/icos-pin-rerun.XXXXXX)
 cp "$pins" "$work/packages.bzl"
 trap 'cp "$work/packages.bzl" "$pins"; rm -rf "$work"' EXIT
 fail() { echo "pin-rerun: FAILED: $*" >&2; exit 1; }
 
-bazel build --config=ci //ic-os:image
+bazel build "${ci_flags[@]}" //ic-os:image
 before=$(sed -n 's/.*"deb:systemd-boot-efi@\([^"]*\)".*/\1/p' bazel-bin/ic-os/build-manifest.json | head -n 1)
 
 # The previous stable update of systemd-boot-efi (bookworm-security), a real other version.
 ci/move-pin.py "$pins" debian_systemd_boot_efi 252.38-1~deb12u1 \
   pool/updates/main/s/systemd/systemd-boot-efi_252.38-1~deb12u1_amd64.deb \
   099343ccb3ad569ee1f0c838423f83267f65b8555fbcc8114167621a3350f245
-bazel build --config=ci --execution_log_json_file="$work/exec.json" //ic-os:image
-python3 - "$work/exec.json" <<'PY'
-import json, re, sys
-text = open(sys.argv[1]).read()
-# The log is a stream of JSON objects, one per executed spawn.
-spawns, decoder, i = [], json.JSONDecoder(), 0
-while i < len(text):
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i >= len(text):
-        break
-    obj, i = decoder.raw_decode(text, i)
-    spawns.append(obj)
-ran = sorted(
-    (s.get("mnemonic", "?"), " ".join(o["path"].rsplit("/", 1)[-1] for o in s.get("actualOutputs", [])))
-    for s in spawns if s.get("mnemonic") not in ("BazelWorkspaceStatusAction",)
-)
+bazel build "${ci_flags[@]}" --execution_log_json_file="$work/exec.json" //ic-os:image
+python3 ci/exec_log.py outputs "$work/exec.json" >"$work/ran"
+python3 - "$work/ran" <<'PY'
+import sys
+# "MNEMONIC OUTPUT..." per executed action (ci/exec_log.py outputs).
+ran = sorted((line.split(" ", 1) + [""])[:2] for line in open(sys.argv[1]).read().splitlines())
 for mnemonic, out in ran:
     print(f"  re-ran {mnemonic:14} {out}")
 outputs = " ".join(out for _, out in ran).split()
@@ -58,7 +48,7 @@ echo "pin-rerun: the build manifest records systemd-boot-efi $before, then $afte
 cp "$work/packages.bzl" "$pins"
 ci/move-pin.py "$pins" debian_busybox_static 1:0.0-vanished \
   pool/main/b/busybox/busybox-static_0.0-vanished_amd64.deb "$(printf '0%.0s' {1..64})"
-if bazel build --config=ci //ic-os:image >"$work/vanished.log" 2>&1; then
+if bazel build "${ci_flags[@]}" //ic-os:image >"$work/vanished.log" 2>&1; then
   fail "a build with a vanished pin succeeded"
 fi
 for needle in "busybox-static 1:0.0-vanished" "toolchains/debian/packages.bzl" "scripts/update-pins.sh"; do
