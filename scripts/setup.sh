@@ -34,6 +34,8 @@ packages=(
   cpio                  # checking initramfs archives
   iproute2              # `ip link` for the network-less build in ci/hermetic-check.sh
   qemu-system-x86 ovmf  # booting the image in the boot test (TCG, UEFI)
+  cryptsetup-bin        # veritysetup: checking dm-verity hash trees
+  python3-venv          # the virtualenv BuildGrid (the remote-cache test's REAPI server) runs in
 )
 
 missing=()
@@ -59,6 +61,19 @@ fi
 
 # Crates are pinned by rs/Cargo.lock; after this the build needs no network.
 cargo fetch --locked --manifest-path rs/Cargo.toml --quiet
+
+# BuildGrid, a real REAPI cache for ci/remote-cache.sh and the CI run's shared cache: every Python
+# package pinned by version and sha256 (ci/buildgrid/requirements.txt), in a virtualenv outside the
+# checkout. Rebuilt only when the requirements change.
+venv=${ICOS_BUILDGRID_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/icos/buildgrid-venv}
+requirements=ci/buildgrid/requirements.txt
+if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null || [[ ! -x "$venv/bin/bgd" ]]; then
+  echo "setup: installing BuildGrid into $venv"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$requirements"
+  cp "$requirements" "$venv/requirements.txt"
+fi
 
 if ! $deps_only; then
   bazel build //ic-os:image

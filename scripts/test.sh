@@ -34,17 +34,28 @@ stage() {
   fi
 }
 
-bazel_flags=(--config=ci)
+if ! $quick; then
+  # One remote cache for the whole run (a local BuildGrid): the first build compiles the tools and
+  # every later stage that need not be cold takes them from here. The two cold builds that prove
+  # something (hermetic-check's sealed build, the determinism check's builder B) never use it.
+  ci_cache_dir=$(mktemp -d /tmp/icos-ci-cache.XXXXXX)
+  ICOS_CI_REMOTE_CACHE=$(ci/buildgrid.sh start "$ci_cache_dir")
+  export ICOS_CI_REMOTE_CACHE
+  trap 'ci/buildgrid.sh stop "$ci_cache_dir"; rm -rf "$ci_cache_dir"' EXIT
+  echo "test: the run's remote cache: $ICOS_CI_REMOTE_CACHE"
+fi
+source ci/lib.sh
 
 stage fmt cargo fmt --manifest-path rs/Cargo.toml --all -- --check
 stage clippy cargo clippy --manifest-path rs/Cargo.toml --workspace --all-targets --locked --quiet -- -D warnings
 stage cargo-test cargo test --manifest-path rs/Cargo.toml --workspace --locked
 if ! $quick; then
-  stage bazel-test bazel test "${bazel_flags[@]}" //...
+  stage bazel-test bazel test "${ci_flags[@]}" //...
   stage registry-e2e ci/registry-e2e.sh
   stage release-e2e ci/release-e2e.sh
   stage pin-rerun ci/pin-rerun.sh
   stage cache-check ci/cache-check.sh
+  stage remote-cache ci/remote-cache.sh
   stage hermetic-check ci/hermetic-check.sh
   stage determinism ci/determinism.sh
 fi
