@@ -1,22 +1,46 @@
 #!/usr/bin/env bash
 # CI's determinism job (run by scripts/test.sh):
-#  1. two independent builders must produce identical SHA256SUMS for //ic-os:image;
+#  1. two independent builders must produce identical SHA256SUMS for //ic-os:image. Builder B is
+#     configured (in its $HOME/.bazelrc) with a remote cache that holds every result of this commit
+#     (the CI run's cache: the earlier stages filled it, and ci/remote-cache.sh showed a builder at
+#     another path gets all of them from it). B must still build everything itself: it takes
+#     nothing from any cache, or the check would compare A with A;
 #  2. the check must be able to fail: with one injected file carrying the current time, it must
 #     report a difference and icos-diff must name the root partition, /etc/motd and its content.
 # The second run reuses the first run's output bases, so only the steps after the rootfs re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source ci/lib.sh
 
 work=$(mktemp -d /tmp/icos-determinism.XXXXXX)
-trap 'scripts/two-builders.sh --work "$work" --cleanup-only >/dev/null 2>&1 || true' EXIT
+own_cache=""
+cleanup() {
+  scripts/two-builders.sh --work "$work" --cleanup-only >/dev/null 2>&1 || true
+  [[ -z "$own_cache" ]] || ci/buildgrid.sh stop "$own_cache"
+  rm -rf "$own_cache"
+}
+trap cleanup EXIT
+
+cache=${ICOS_CI_REMOTE_CACHE:-}
+export BUILDER_A_FLAGS="${ci_flags[*]}"
+if [[ -z "$cache" ]]; then
+  # Standalone: a cache of our own, filled by a build in a fresh output base (which executes and
+  # uploads everything; the checkout's own output base would upload nothing it already has).
+  own_cache=$(mktemp -d /tmp/icos-determinism-cache.XXXXXX)
+  cache=$(ci/buildgrid.sh start "$own_cache")
+  bazel --output_base="$own_cache/ob" build --config=ci --config=remote "--remote_cache=$cache" //ic-os:image
+  bazel --output_base="$own_cache/ob" shutdown
+  export BUILDER_A_FLAGS="--config=ci --config=remote --remote_cache=$cache"
+fi
 
 start=$SECONDS
-scripts/two-builders.sh --work "$work" --keep
-echo "determinism: two builders agree ($((SECONDS - start)) s)"
+scripts/two-builders.sh --work "$work" --keep --user-remote-cache "$cache" 2>&1 | tee "$work/clean.log"
+grep -q "none from a cache" "$work/clean.log" || { echo "determinism: FAILED: builder B's cache use is not reported" >&2; exit 1; }
+echo "determinism: two builders agree; builder B ignored the remote cache its user configuration names ($((SECONDS - start)) s)"
 
 start=$SECONDS
 set +e
-scripts/two-builders.sh --work "$work" --keep --inject-nondeterminism >"$work/injected.log" 2>&1
+scripts/two-builders.sh --work "$work" --keep --inject-nondeterminism --user-remote-cache "$cache" >"$work/injected.log" 2>&1
 status=$?
 set -e
 cat "$work/injected.log"

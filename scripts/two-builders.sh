@@ -3,6 +3,7 @@
 # Exit 0 only when every artifact matches; otherwise icos-diff names what differs, exit 1.
 #
 #   scripts/two-builders.sh [--work DIR] [--keep] [--inject-nondeterminism] [--target LABEL]
+#                           [--user-remote-cache URL]
 #
 #   --work DIR                 where both checkouts and output bases live (default: a new temp dir).
 #                              Reusing a kept DIR makes a second run incremental.
@@ -11,6 +12,8 @@
 #   --inject-nondeterminism    builder B writes the current time into one injected file
 #                              (ic-os/files/motd): the check must then fail and name that file.
 #                              Used by the tests to prove the check can fail.
+#   --user-remote-cache URL    give builder B a user configuration ($HOME/.bazelrc) that points at a
+#                              remote cache, as a developer's machine might have. B must ignore it.
 #
 # Builder A is this checkout with its usual Bazel output base (so a warm cache makes it cheap);
 # builder B starts from nothing. What differs between them:
@@ -24,6 +27,11 @@
 #   dir order       as on disk                  vs shuffled by disorderfs (when FUSE is available)
 #   cargo home      the caller's                vs builder B's own, fetched separately
 #   repo cache      the caller's                vs builder B's own: B downloads the pinned toolchain itself
+#   action caches   the caller's (and its remote vs none: B never accepts a cached result nor uploads one,
+#                   cache, if configured)          whatever its rc files say (--disk_cache=,
+#                                                  --noremote_accept_cached, --noremote_upload_local_results)
+#
+# A's own Bazel flags may be given in BUILDER_A_FLAGS (e.g. the CI run's remote cache).
 set -euo pipefail
 
 here=${BUILD_WORKSPACE_DIRECTORY:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -31,6 +39,7 @@ work=""
 keep=false
 cleanup_only=false
 inject=false
+user_remote_cache=""
 target=//ic-os:image
 release_dir=ic-os
 while (($#)); do
@@ -40,6 +49,7 @@ while (($#)); do
     --cleanup-only) cleanup_only=true; shift ;;
     --inject-nondeterminism) inject=true; shift ;;
     --target) target=$2; shift 2 ;;
+    --user-remote-cache) user_remote_cache=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "two-builders: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -107,6 +117,12 @@ if $inject; then
 fi
 
 mkdir -p "$b_src" "$b_base" "$b_home"
+if [[ -n "$user_remote_cache" ]]; then
+  log "builder B's user configuration points at the remote cache $user_remote_cache"
+  printf 'build --remote_cache=%s\nbuild --remote_upload_local_results\n' "$user_remote_cache" >"$b_home/.bazelrc"
+else
+  rm -f "$b_home/.bazelrc"
+fi
 if [[ -n "$b_user" ]]; then
   chown "$b_user" "$work/b" "$b_base" "$b_home"
   chown -R "$b_user" "$b_real"
@@ -126,12 +142,17 @@ fi
 
 start=$SECONDS
 log "builder A: $a_src as $(id -un), umask 0022, TZ=UTC, --jobs=2"
-as_a bazel build --config=ci --jobs=2 "$target"
+read -r -a a_flags <<<"${BUILDER_A_FLAGS:-}"
+as_a bazel build --config=ci "${a_flags[@]}" --jobs=2 "$target" //toolchains/rust:tools
 log "builder A done in $((SECONDS - start)) s"
 start=$SECONDS
 log "builder B: $b_src as ${b_user:-$(id -un)}, umask 0077, TZ=Pacific/Chatham, fr_FR.UTF-8, --jobs=1"
-as_b bazel --output_base="$b_base" build --config=ci --jobs=1 "$target"
-log "builder B done in $((SECONDS - start)) s"
+# B builds everything itself: no cache is trusted, whatever the rc files configure.
+as_b bazel --output_base="$b_base" build --config=ci --jobs=1 --disk_cache= --noremote_accept_cached \
+  --noremote_upload_local_results --execution_log_json_file="$work/b/exec.json" "$target"
+cached=$(python3 "$a_src/ci/exec_log.py" cached "$work/b/exec.json" | wc -l)
+((cached == 0)) || { log "builder B took $cached results from a cache: the check is void"; exit 2; }
+log "builder B done in $((SECONDS - start)) s: $(python3 "$a_src/ci/exec_log.py" executed "$work/b/exec.json" | wc -l) actions executed, none from a cache"
 
 # Copy the release files out of each output tree (bazel-bin is a symlink into the output base).
 collect() {
