@@ -5,8 +5,10 @@
 #     layout (same digest, same bytes, whatever the transport);
 #  2. a second fetch needs no network: with the registry stopped, the repository re-fetches from
 #     the blob store.
+# The pull runs the icos-fetch the build actions use (ICOS_FETCH), so CI compiles the tools once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source ci/lib.sh
 port=5577
 work=$(mktemp -d /tmp/icos-registry-e2e.XXXXXX)
 registry_pid=""
@@ -36,8 +38,10 @@ for _ in $(seq 50); do
 done
 skopeo copy --quiet --dest-tls-verify=false oci:ic-os/base/layout:icos-base "docker://127.0.0.1:$port/icos/base:1"
 
+bazel build "${ci_flags[@]}" //toolchains/rust:tools
+export ICOS_FETCH=$(realpath bazel-bin/toolchains/rust/tools/icos-fetch)
 export ICOS_BLOB_STORE=$work/store
-bazel build --config=ci //ci/e2e:registry_rootfs //ic-os:image_rootfs
+bazel build "${ci_flags[@]}" //ci/e2e:registry_rootfs //ic-os:image_rootfs
 if ! cmp bazel-bin/ci/e2e/registry_rootfs.tar bazel-bin/ic-os/image_rootfs.tar; then
   echo "registry-e2e: FAILED: the rootfs from the registry differs from the one from the layout" >&2
   exit 1
@@ -48,6 +52,6 @@ kill "$registry_pid"
 wait "$registry_pid" 2>/dev/null || true
 registry_pid=""
 bazel sync --only=icos_e2e_registry_base
-bazel build --config=ci //ci/e2e:registry_rootfs
+bazel build "${ci_flags[@]}" //ci/e2e:registry_rootfs
 cmp bazel-bin/ci/e2e/registry_rootfs.tar bazel-bin/ic-os/image_rootfs.tar
 echo "registry-e2e: with the registry stopped, the pinned base re-fetched from the blob store"

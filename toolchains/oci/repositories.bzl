@@ -10,7 +10,9 @@ gives `@debian_base//:layout` (the files of an OCI image layout) and `@debian_ba
 with `MANIFEST_DIGEST`, for `icos_image(base = "@debian_base//:layout", base_digest = MANIFEST_DIGEST)`.
 
 The pull runs `icos-fetch`, built from this workspace's `rs/` by the pinned toolchain
-(`@icos_rust_toolchain`, offline, the crates vendored by `@icos_cargo_vendor`), which verifies every blob against its digest and keeps the blobs in a content-addressed store
+(`@icos_rust_toolchain`, offline, the crates vendored by `@icos_cargo_vendor`), or the binary
+named by $ICOS_FETCH (the same tool already built, e.g. `bazel-bin/toolchains/rust/tools/icos-fetch`
+from `bazel build //toolchains/rust:tools`, which saves a second compile), which verifies every blob against its digest and keeps the blobs in a content-addressed store
 (`~/.cache/icos/blobs`, or $ICOS_BLOB_STORE): the second fetch, by any workspace or output base
 of the same user, reads nothing from the network. The repository is re-fetched only when the
 reference or platform changes.
@@ -22,6 +24,17 @@ def _icos_oci_pull_impl(rctx):
     home = rctx.os.environ.get("HOME", "/tmp")
     cache = rctx.os.environ.get("XDG_CACHE_HOME", home + "/.cache") + "/icos"
     store = rctx.os.environ.get("ICOS_BLOB_STORE", cache + "/blobs")
+    fetch = rctx.os.environ.get("ICOS_FETCH", "")
+    if fetch:
+        rctx.report_progress("using ICOS_FETCH=" + fetch)
+        if not rctx.path(fetch).exists:
+            fail("ICOS_FETCH=%s does not exist: build it with `bazel build //toolchains/rust:tools` or unset ICOS_FETCH" % fetch)
+    else:
+        fetch = _build_icos_fetch(rctx, cache)
+    _pull(rctx, fetch, store)
+
+def _build_icos_fetch(rctx, cache):
+    """Builds icos-fetch with the pinned toolchain into a per-user target directory; returns its path."""
     target = cache + "/fetch-target"
     manifest = rctx.path(Label("//rs:Cargo.toml"))
     toolchain = str(rctx.path(Label("@icos_rust_toolchain//:bin/cargo")).dirname)
@@ -60,9 +73,13 @@ def _icos_oci_pull_impl(rctx):
     })
     if build.return_code != 0:
         fail("building icos-fetch failed:\n" + build.stderr)
+    return target + "/release/icos-fetch"
+
+def _pull(rctx, fetch, store):
+    """Pulls the pinned reference into ./layout and writes digest.bzl and BUILD.bazel."""
     rctx.report_progress("pulling " + rctx.attr.reference)
     pull = rctx.execute([
-        target + "/release/icos-fetch",
+        fetch,
         rctx.attr.reference,
         "--platform",
         rctx.attr.platform,
@@ -101,5 +118,5 @@ icos_oci_pull = repository_rule(
         "platform": attr.string(default = "linux/amd64", doc = "Platform picked when the digest names an index."),
         "reference": attr.string(mandatory = True, doc = "docker://HOST[:PORT]/REPO@sha256:… (plain http only for loopback)."),
     },
-    environ = ["HOME", "ICOS_BLOB_STORE", "XDG_CACHE_HOME"],
+    environ = ["HOME", "ICOS_BLOB_STORE", "ICOS_FETCH", "XDG_CACHE_HOME"],
 )

@@ -284,3 +284,55 @@ pub fn write_layer(deb: &Path, opts: &LayerOptions, out: &Path) -> Result<LayerS
         size,
     })
 }
+
+/// Copies the content of one regular-file member (an absolute path, e.g.
+/// `/usr/lib/systemd/boot/efi/linuxx64.efi.stub`) of the package at `deb` to the file `out`
+/// (atomically): for steps that take a file, not a layer. The member must exist exactly once and
+/// be a regular file; a symlink or hardlink is refused (name the file it points to instead).
+pub fn extract_file(
+    deb: &Path,
+    expect: Option<&Digest>,
+    member: &str,
+    out: &Path,
+) -> Result<LayerSummary, DebError> {
+    if let Some(expected) = expect {
+        verify_digest(deb, expected)?;
+    }
+    let mut file = AtomicFile::create(out).map_err(io_err(out))?;
+    let mut found = None;
+    let mut archive = TarReader::new(data_tar(deb)?);
+    while let Some(entry) = archive.next_entry().map_err(|e| io_err(deb)(e.into()))? {
+        let raw_name = String::from_utf8_lossy(&entry.path).into_owned();
+        if absolute(&raw_name) != member {
+            continue;
+        }
+        let bad = |reason: &str| DebError::BadMember {
+            path: deb.to_path_buf(),
+            member: raw_name.clone(),
+            reason: reason.to_string(),
+        };
+        if found.is_some() {
+            return Err(bad("the package holds it twice"));
+        }
+        if !tar::Header::from_byte_slice(&entry.header)
+            .entry_type()
+            .is_file()
+        {
+            return Err(bad("not a regular file: extract the file it names"));
+        }
+        let mut writer = HashingWriter::new(file.file());
+        io::copy(&mut archive.data(), &mut writer).map_err(io_err(out))?;
+        let (_, sha256, size) = writer.finish();
+        found = Some(LayerSummary {
+            entries: 1,
+            sha256,
+            size,
+        });
+    }
+    let summary = found.ok_or_else(|| DebError::UnusedInclude {
+        path: deb.to_path_buf(),
+        pattern: member.to_string(),
+    })?;
+    file.commit().map_err(io_err(out))?;
+    Ok(summary)
+}

@@ -221,3 +221,49 @@ fn pax_values_with_newlines_neither_break_nor_rename_members() {
         ("boot/vmlinuz", &b"kernel"[..])
     );
 }
+
+#[test]
+fn extracts_one_regular_file_and_refuses_what_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let deb = make_deb(dir.path(), "xz");
+    let root = dir.path().join("pkg-xz");
+    std::os::unix::fs::symlink("vmlinuz-6.1", root.join("boot/vmlinuz")).unwrap();
+    let linked = dir.path().join("linked.deb");
+    let built = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zxz", "--build"])
+        .arg(&root)
+        .arg(&linked)
+        .output()
+        .unwrap();
+    assert!(built.status.success());
+
+    let out = dir.path().join("stub.efi");
+    let expected = Digest::from_bytes(sha2_of(b"MZ boot"));
+    let summary = icos_deb::extract_file(
+        &deb,
+        None,
+        "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+        &out,
+    )
+    .unwrap();
+    assert_eq!(fs::read(&out).unwrap(), b"MZ boot");
+    assert_eq!((summary.sha256, summary.size), (expected, 7));
+
+    let missing = dir.path().join("missing");
+    let err = icos_deb::extract_file(&deb, None, "/boot/nothing", &missing).unwrap_err();
+    assert!(matches!(err, DebError::UnusedInclude { .. }), "{err}");
+    assert!(!missing.exists(), "no output under the final name");
+
+    let err = icos_deb::extract_file(&linked, None, "/boot/vmlinuz", &missing).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(!missing.exists());
+
+    let wrong = Digest::from_bytes([7; 32]);
+    assert!(icos_deb::extract_file(&deb, Some(&wrong), "/boot/vmlinuz-6.1", &missing).is_err());
+    assert!(!missing.exists());
+}
+
+fn sha2_of(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data).into()
+}

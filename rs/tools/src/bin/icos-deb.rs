@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 use icos_common::Digest;
-use icos_deb::{write_layer, LayerOptions};
+use icos_deb::{extract_file, write_layer, LayerOptions};
 
 #[derive(Parser)]
 #[command(
     name = "icos-deb",
     version,
-    about = "Copy selected members of a pinned Debian package (.deb) into a tar layer, without dpkg or root",
-    after_help = "EXAMPLE:\n  icos-deb --deb linux-image-6.1.0-56-amd64.deb --sha256 sha256:a86e… \\\n    --include '/boot/vmlinuz-*' --rename /boot/vmlinuz-6.1.0-56-amd64=/vmlinuz --out kernel.tar\n\nEvery --include and --rename must match at least one member, so a package update that moves a file fails here."
+    about = "Copy selected members of a pinned Debian package (.deb) into a tar layer, or one file out of it, without dpkg or root",
+    after_help = "EXAMPLES:\n  icos-deb --deb linux-image-6.1.0-56-amd64.deb --sha256 sha256:a86e… \\\n    --include '/boot/vmlinuz-*' --rename /boot/vmlinuz-6.1.0-56-amd64=/vmlinuz --out kernel.tar\n  icos-deb --deb systemd-boot-efi.deb --sha256 sha256:8f2b… \\\n    --extract /usr/lib/systemd/boot/efi/linuxx64.efi.stub --out linuxx64.efi.stub\n\nEvery --include and --rename must match at least one member, so a package update that moves a file fails here."
 )]
 struct Args {
     /// The .deb to read.
@@ -27,7 +27,10 @@ struct Args {
     /// Rename an absolute member path: FROM=TO (repeatable).
     #[arg(long, value_name = "FROM=TO", value_parser = parse_rename)]
     rename: Vec<(String, String)>,
-    /// The tar layer to write.
+    /// Write the content of this one regular-file member (an absolute path) to --out instead of a layer.
+    #[arg(long, value_name = "MEMBER", conflicts_with_all = ["include", "rename"])]
+    extract: Option<String>,
+    /// The tar layer (or, with --extract, the file) to write.
     #[arg(long)]
     out: PathBuf,
 }
@@ -44,6 +47,11 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(member) = &args.extract {
+        extract_file(&args.deb, args.sha256.as_ref(), member, &args.out)
+            .with_context(|| format!("cannot extract {member} from {}", args.deb.display()))?;
+        return Ok(());
+    }
     let opts = LayerOptions {
         include: args.include,
         renames: args.rename,
