@@ -238,6 +238,10 @@ pub struct PartitionReport {
     /// Absent when the partition has no image (left zeroed).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub image_sha256: Option<Digest>,
+    /// For a dm-verity hash partition: the root hash its tree yields (from the hash image's
+    /// params, `icos-disk --verity NAME=PARAMS`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub verity_root_hash: Option<String>,
 }
 
 /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (either case) into big-endian bytes.
@@ -548,6 +552,30 @@ pub fn build_disk(
     write_disk(&plan, out)
 }
 
+/// The root hash a dm-verity params file (schema `icos.verity-params/v1`, written by
+/// `icos-verity`) records: 64 lowercase hex digits.
+pub fn verity_root_hash(params: &Path) -> Result<String, DiskError> {
+    let bad = |message: String| DiskError::Report {
+        path: params.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(params).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    if value["schema"] != "icos.verity-params/v1" {
+        return Err(bad("its schema is not icos.verity-params/v1".into()));
+    }
+    value["root_hash"]
+        .as_str()
+        .filter(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .map(str::to_string)
+        .ok_or_else(|| bad("root_hash is not 64 lowercase hex digits".into()))
+}
+
 /// Writes a planned disk; see the crate documentation for how.
 pub fn write_disk(plan: &Plan, out: &Path) -> Result<DiskReport, DiskError> {
     let wr = |source: io::Error| DiskError::Write {
@@ -635,6 +663,7 @@ pub fn write_disk(plan: &Plan, out: &Path) -> Result<DiskReport, DiskError> {
             size: p.size,
             image_size: p.image_size,
             image_sha256: d,
+            verity_root_hash: None,
         })
         .collect();
     Ok(DiskReport {

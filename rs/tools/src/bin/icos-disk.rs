@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use icos_common::parse_size;
-use icos_disk::{build_disk, write_report, DiskOptions};
+use icos_disk::{build_disk, read_layout, verity_root_hash, write_report, DiskOptions};
 
 /// Assembles a reproducible, sparse GPT disk image from partition images and a layout file.
 #[derive(Parser)]
@@ -30,6 +30,10 @@ struct Args {
     /// Total disk size instead of the end of the last partition + 1 MiB, e.g. 8GiB.
     #[arg(long, value_parser = parse_size)]
     disk_size: Option<u64>,
+    /// NAME=PARAMS: partition NAME holds a dm-verity hash tree; record the root hash of its params
+    /// file (icos-verity's report) in the disk report (repeatable).
+    #[arg(long = "verity", value_name = "NAME=PARAMS")]
+    verity: Vec<String>,
     /// Also write the disk report (schema icos.disk-report/v1) as JSON here.
     #[arg(long)]
     report_out: Option<PathBuf>,
@@ -54,8 +58,23 @@ fn main() -> Result<()> {
         images,
         disk_size: args.disk_size,
     };
-    let report = build_disk(&args.layout, &args.out, &opts)
+    // Every --verity is checked before the disk is written: a failed run leaves no disk behind.
+    let layout = read_layout(&args.layout)?;
+    let mut root_hashes = BTreeMap::new();
+    for v in &args.verity {
+        let Some((name, params)) = v.split_once('=') else {
+            bail!("--verity {v:?} is not NAME=PARAMS (for example --verity root_a_verity=root.verity.json)");
+        };
+        if !layout.partition.iter().any(|p| p.name == name) {
+            bail!("--verity {v:?}: {} has no partition named {name:?}", args.layout.display());
+        }
+        root_hashes.insert(name.to_string(), verity_root_hash(params.as_ref())?);
+    }
+    let mut report = build_disk(&args.layout, &args.out, &opts)
         .with_context(|| format!("icos-disk: building {}", args.out.display()))?;
+    for p in &mut report.partitions {
+        p.verity_root_hash = root_hashes.remove(&p.name);
+    }
     if let Some(p) = &args.report_out {
         write_report(&report, p)?;
     }
