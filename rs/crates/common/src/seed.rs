@@ -3,6 +3,10 @@
 //! Same idea as `systemd-repart --seed`: every UUID, volume id and hash seed an image needs is a
 //! pure function of one seed string and a purpose label, so two builders get identical bytes and
 //! two different images (different seeds) still get distinct identifiers.
+//!
+//! Purposes in use (ARCHITECTURE.md, "Seeds", keeps the same list): `ext4:uuid:<label>`,
+//! `ext4:hash_seed:<label>`, `vfat:volume_id:<label>`, `gpt:disk`, `gpt:partition:<name>`,
+//! `verity:salt:<label>` ([`verity_salt`]), `verity:uuid:<label>` ([`verity_uuid`]).
 
 use sha2::{Digest as _, Sha256};
 
@@ -25,6 +29,19 @@ pub fn derive_uuid(seed: &str, purpose: &str) -> [u8; 16] {
     u[6] = (u[6] & 0x0f) | 0x40; // version 4
     u[8] = (u[8] & 0x3f) | 0x80; // RFC 4122 variant
     u
+}
+
+/// The 32-byte dm-verity salt of the hash tree labelled `label`: all of
+/// `derive_bytes(seed, "verity:salt:<label>")` (32 bytes, the size of a sha256 block digest and
+/// what `veritysetup format` draws by default).
+pub fn verity_salt(seed: &str, label: &str) -> [u8; 32] {
+    derive_bytes(seed, &format!("verity:salt:{label}"))
+}
+
+/// The UUID stored in the dm-verity superblock of the hash tree labelled `label`:
+/// `derive_uuid(seed, "verity:uuid:<label>")`.
+pub fn verity_uuid(seed: &str, label: &str) -> [u8; 16] {
+    derive_uuid(seed, &format!("verity:uuid:{label}"))
 }
 
 /// Formats a UUID (big-endian bytes) as `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
@@ -55,5 +72,23 @@ mod tests {
         let s = format_uuid(&a);
         assert_eq!(s.len(), 36);
         assert_eq!(&s[14..15], "4");
+    }
+
+    #[test]
+    fn verity_ids_are_their_documented_purposes_and_distinct() {
+        assert_eq!(
+            verity_salt("seed", "root"),
+            derive_bytes("seed", "verity:salt:root")
+        );
+        assert_eq!(
+            verity_uuid("seed", "root"),
+            derive_uuid("seed", "verity:uuid:root")
+        );
+        assert_ne!(verity_salt("seed", "root"), verity_salt("seed", "root-b"));
+        assert_ne!(verity_salt("seed", "root"), verity_salt("other", "root"));
+        assert_ne!(
+            verity_salt("seed", "root")[..16],
+            verity_uuid("seed", "root")[..]
+        );
     }
 }
