@@ -161,6 +161,17 @@ pub enum Error {
          4 KiB blocks (pad the image to a 4 KiB multiple; icos-ext4 images always are)"
     )]
     DataSize { name: String, size: u64 },
+    #[error(
+        "{data} has {size} bytes, but the superblock of {hash} covers {data_blocks} data blocks \
+         ({needed} bytes): the data is truncated or the hash device belongs to a larger image"
+    )]
+    DataTooSmall {
+        data: String,
+        hash: String,
+        data_blocks: u64,
+        needed: u64,
+        size: u64,
+    },
     #[error("{name} ends after {read} bytes, but the hash tree covers {needed} bytes")]
     ShortData {
         name: String,

@@ -97,11 +97,15 @@ fn verify_named<D: Read + Seek, H: Read + Seek>(
     };
     let data_size = data.seek(SeekFrom::End(0)).map_err(data_err)?;
     data.seek(SeekFrom::Start(0)).map_err(data_err)?;
-    sb.check_data_size(data_size)
-        .map_err(|source| Error::Superblock {
-            device: format!("{hash_name} (for the data device {data_name})"),
-            source,
-        })?;
+    if data_size < sb.data_size() {
+        return Err(Error::DataTooSmall {
+            data: data_name.to_string(),
+            hash: hash_name.to_string(),
+            data_blocks: sb.data_blocks(),
+            needed: sb.data_size(),
+            size: data_size,
+        });
+    }
 
     let geometry = sb.geometry();
     let salted = Salted::new(sb.salt());
