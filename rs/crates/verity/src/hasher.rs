@@ -11,10 +11,12 @@ use crate::{Progress, BLOCK_SIZE, DIGESTS_PER_BLOCK, DIGEST_SIZE};
 pub(crate) type Digest = [u8; DIGEST_SIZE];
 
 const BS: usize = BLOCK_SIZE as usize;
-/// Data read per call (1 MiB): large enough to amortize syscalls and the hashing threads' start.
-const CHUNK_BLOCKS: usize = 256;
-/// At most this many threads hash one chunk; more gains nothing against a disk.
-const MAX_HASH_THREADS: usize = 4;
+/// Data read per call (64 KiB): the buffer stays in the CPU's cache, so the kernel's copy into it
+/// and the hashing that follows are cheap (on 1 GiB, measured: 0.13 s of system time, against
+/// 0.45 s with 256 KiB reads). One thread: hashing with SHA-NI outruns most disks, the build
+/// machine's cores are shared with other actions, and per-chunk hand-offs between threads cost
+/// more wall time than they save on a busy machine (measured with 1 MiB chunks on two threads).
+const CHUNK_BLOCKS: usize = 16;
 
 /// `sha256(salt || block)`: hash type 1.
 pub(crate) struct Salted(Sha256);
@@ -151,10 +153,6 @@ pub(crate) fn for_each_data_digest<R: Read>(
     let needed = blocks * BLOCK_SIZE as u64;
     progress.start(needed);
     let mut buf = vec![0u8; CHUNK_BLOCKS * BS];
-    let mut digests = Vec::with_capacity(CHUNK_BLOCKS);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_HASH_THREADS);
     let mut index = 0u64;
     while index < blocks {
         let want = ((blocks - index).min(CHUNK_BLOCKS as u64)) as usize * BS;
@@ -169,44 +167,13 @@ pub(crate) fn for_each_data_digest<R: Read>(
                 needed,
             });
         }
-        digest_blocks(salted, &buf[..want], &mut digests, threads);
-        for d in &digests {
-            each(index, *d)?;
+        for block in buf[..want].chunks_exact(BS) {
+            each(index, salted.digest(block))?;
             index += 1;
         }
         progress.advance(want as u64);
     }
     Ok(())
-}
-
-/// The digests of the blocks of `chunk`, in order, computed by up to `threads` threads (each
-/// digest depends on its block only, so the thread count cannot change the result).
-fn digest_blocks(salted: &Salted, chunk: &[u8], out: &mut Vec<Digest>, threads: usize) {
-    let blocks = chunk.len() / BS;
-    out.clear();
-    out.resize(blocks, [0; DIGEST_SIZE]);
-    let per_thread = blocks.div_ceil(threads.max(1)).max(1);
-    if threads <= 1 || blocks < 2 * 64 {
-        for (d, block) in out.iter_mut().zip(chunk.chunks_exact(BS)) {
-            *d = salted.digest(block);
-        }
-        return;
-    }
-    let hash_part = |outs: &mut [Digest], part: &[u8]| {
-        for (d, block) in outs.iter_mut().zip(part.chunks_exact(BS)) {
-            *d = salted.digest(block);
-        }
-    };
-    std::thread::scope(|scope| {
-        let mut parts = out
-            .chunks_mut(per_thread)
-            .zip(chunk.chunks(per_thread * BS));
-        let (first_out, first_part) = parts.next().expect("at least one block");
-        for (outs, part) in parts {
-            scope.spawn(move || hash_part(outs, part));
-        }
-        hash_part(first_out, first_part); // this thread takes a share too
-    });
 }
 
 /// Fills `buf` unless the reader ends first; returns the bytes read.
@@ -233,21 +200,6 @@ mod tests {
         let mut h = Sha256::new();
         h.update(b"saltdata");
         assert_eq!(s.digest(b"data"), <[u8; 32]>::from(h.finalize()));
-    }
-
-    #[test]
-    fn thread_count_does_not_change_digests() {
-        let salted = Salted::new(&[9; 32]);
-        let chunk: Vec<u8> = (0..1000 * BS).map(|i| (i * 7 / 3) as u8).collect();
-        let mut one = Vec::new();
-        digest_blocks(&salted, &chunk, &mut one, 1);
-        assert_eq!(one.len(), 1000);
-        assert_eq!(one[999], salted.digest(&chunk[999 * BS..]));
-        for threads in [2, 3, 4, 7] {
-            let mut many = Vec::new();
-            digest_blocks(&salted, &chunk, &mut many, threads);
-            assert_eq!(many, one, "{threads} threads");
-        }
     }
 
     #[test]

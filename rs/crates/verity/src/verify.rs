@@ -44,6 +44,8 @@ pub fn root_hash_of_hash_device<H: Read + Seek>(
 /// Checks a data device and its hash device against `expected` (the root hash the node trusts):
 /// the superblock is validated, every level is recomputed and compared byte for byte, and the
 /// first damaged block is named ([`Error::Corrupt`]). Returns the hash device's superblock.
+/// Not read, as neither the kernel nor veritysetup reads them: bytes 512..4096 of block 0, anything
+/// after the tree on the hash device, and data past `data_blocks`.
 pub fn verify<D: Read + Seek, H: Read + Seek>(
     data: D,
     hash_dev: H,
