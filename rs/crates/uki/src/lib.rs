@@ -3,7 +3,7 @@
 //! read back section by section.
 //!
 //! - [`write_uki`]: stub + [`UkiSpec`] → UKI (through a temporary file renamed on success), with
-//!   an [`UkiReport`] (schema `icos.uki-report/v1`).
+//!   an [`UkiReport`] (schema `icos.uki-report/v1`; [`write_report`], [`read_report`]).
 //! - [`read_sections`], [`read_section`], [`copy_section`]: the sections of a UKI, checked against
 //!   hostile input (a UKI read from a FAT partition anyone may have written).
 //! - [`root_hash_from_verity_params`], [`cmdline_with_root_hash`]: the `roothash=` the UKI carries.
@@ -115,6 +115,25 @@ pub fn write_report(report: &UkiReport, out: &Path) -> Result<(), UkiError> {
     serde_json::to_writer_pretty(&mut f, report).map_err(|e| wr(e.into()))?;
     f.write_all(b"\n").map_err(wr)?;
     f.commit().map_err(wr)
+}
+
+/// Reads a report written by [`write_report`], checking its schema.
+pub fn read_report(path: &Path) -> Result<UkiReport, UkiError> {
+    let bad = |reason: String| UkiError::BadInput {
+        section: "report",
+        path: Some(path.to_path_buf()),
+        reason,
+    };
+    let data = write::read_capped(path, 16 * 1024 * 1024, "the UKI report")?;
+    let report: UkiReport =
+        serde_json::from_slice(&data).map_err(|e| bad(format!("not a UKI report: {e}")))?;
+    if report.schema != REPORT_SCHEMA {
+        return Err(bad(format!(
+            "schema is {:?}, expected {REPORT_SCHEMA:?}",
+            report.schema
+        )));
+    }
+    Ok(report)
 }
 
 /// Refuses outputs that are one of the inputs or each other (the same path, a symlink to it or

@@ -10,7 +10,9 @@ use std::process::Command;
 use common::*;
 use icos_common::Digest;
 use icos_testsupport::run_checker;
-use icos_uki::{read_section, read_sections, write_uki, UkiError, REPORT_SCHEMA};
+use icos_uki::{
+    read_report, read_section, read_sections, write_report, write_uki, UkiError, REPORT_SCHEMA,
+};
 
 /// `objdump -h`: every section with its size, as binutils reads the PE.
 fn objdump_sections(file: &Path) -> Vec<(String, u64, u64, u64)> {
@@ -200,11 +202,23 @@ fn the_checksum_is_the_one_pefile_and_the_spec_compute() {
 
 #[test]
 fn the_report_matches_the_file_and_what_read_sections_sees() {
-    let Some((_dir, spec, out, report)) = built() else {
+    let Some((dir, spec, out, report)) = built() else {
         return;
     };
     let bytes = fs::read(&out).unwrap();
     assert_eq!(report.schema, REPORT_SCHEMA);
+    let json = dir.path().join("uki.json");
+    write_report(&report, &json).unwrap();
+    assert_eq!(read_report(&json).unwrap(), report);
+    fs::write(
+        &json,
+        fs::read_to_string(&json)
+            .unwrap()
+            .replace(REPORT_SCHEMA, "icos.uki-report/v0"),
+    )
+    .unwrap();
+    let e = read_report(&json).unwrap_err().to_string();
+    assert!(e.contains("schema is \"icos.uki-report/v0\""), "{e}");
     assert_eq!(report.size, bytes.len() as u64);
     assert_eq!(report.sha256, Digest::of(&bytes));
     assert_eq!(
