@@ -35,6 +35,7 @@ packages=(
   iproute2              # `ip link` for the network-less build in ci/hermetic-check.sh
   qemu-system-x86 ovmf  # booting the image in the boot test (TCG, UEFI)
   cryptsetup-bin        # veritysetup: checking dm-verity hash trees
+  python3-pefile        # an independent PE reader for the unified kernel image
   python3-venv          # the virtualenv BuildGrid (the remote-cache test's REAPI server) runs in
 )
 
