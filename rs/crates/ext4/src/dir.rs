@@ -2,6 +2,7 @@
 //! record of each block stretches to the block end.
 
 use crate::layout::BLOCK_SIZE;
+use crate::le::{put16, put32, u16_of};
 use crate::tree::{Child, Kind, Tree};
 
 const BS: usize = BLOCK_SIZE as usize;
@@ -42,9 +43,9 @@ pub fn file_type(kind: &Kind) -> u8 {
 }
 
 fn put(b: &mut [u8], at: usize, ino: u32, rec: usize, name: &[u8], ftype: u8) {
-    b[at..at + 4].copy_from_slice(&ino.to_le_bytes());
-    b[at + 4..at + 6].copy_from_slice(&(rec as u16).to_le_bytes());
-    b[at + 6] = name.len() as u8;
+    put32(b, at, ino);
+    put16(b, at + 4, u16_of(rec, "records lie inside one 4 KiB block"));
+    b[at + 6] = u8::try_from(name.len()).expect("names are at most 255 bytes (tree)");
     b[at + 7] = ftype;
     b[at + 8..at + 8 + name.len()].copy_from_slice(name);
 }

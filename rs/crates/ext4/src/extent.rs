@@ -3,6 +3,7 @@
 //! minimum depth and width (e2fsck's "extent tree could be narrower/shorter" never fires).
 
 use crate::layout::BLOCK_SIZE;
+use crate::le::{hi32, lo32, put16, put32, u16_of};
 
 /// Longest initialized extent.
 pub const MAX_EXTENT_LEN: u64 = 32768;
@@ -36,23 +37,28 @@ pub struct Tree {
 }
 
 fn header(buf: &mut [u8], entries: usize, max: usize, depth: u16) {
-    buf[0..2].copy_from_slice(&MAGIC.to_le_bytes());
-    buf[2..4].copy_from_slice(&(entries as u16).to_le_bytes());
-    buf[4..6].copy_from_slice(&(max as u16).to_le_bytes());
-    buf[6..8].copy_from_slice(&depth.to_le_bytes());
+    put16(buf, 0, MAGIC);
+    put16(buf, 2, u16_of(entries, "at most BLOCK_SLOTS per node"));
+    put16(buf, 4, u16_of(max, "at most BLOCK_SLOTS per node"));
+    put16(buf, 6, depth);
+}
+
+/// The high 16 bits of a 48-bit block number (ours are below 2^32: Geometry::new).
+fn start_hi(block: u64) -> u16 {
+    u16_of(hi32(block), "block numbers are below 2^32 (Geometry::new)")
 }
 
 fn leaf(buf: &mut [u8], e: &Extent) {
-    buf[0..4].copy_from_slice(&e.logical.to_le_bytes());
-    buf[4..6].copy_from_slice(&(e.len as u16).to_le_bytes());
-    buf[6..8].copy_from_slice(&((e.start >> 32) as u16).to_le_bytes());
-    buf[8..12].copy_from_slice(&(e.start as u32).to_le_bytes());
+    put32(buf, 0, e.logical);
+    put16(buf, 4, u16_of(e.len, "at most MAX_EXTENT_LEN"));
+    put16(buf, 6, start_hi(e.start));
+    put32(buf, 8, lo32(e.start));
 }
 
 fn index(buf: &mut [u8], logical: u32, child: u64) {
-    buf[0..4].copy_from_slice(&logical.to_le_bytes());
-    buf[4..8].copy_from_slice(&(child as u32).to_le_bytes());
-    buf[8..10].copy_from_slice(&((child >> 32) as u16).to_le_bytes());
+    put32(buf, 0, logical);
+    put32(buf, 4, lo32(child));
+    put16(buf, 8, start_hi(child));
 }
 
 /// The tree for `extents` (sorted by logical block) stored in the `tree` blocks planned for it.

@@ -5,6 +5,7 @@
 //! the used data blocks of every group form a prefix, which keeps the bitmaps trivial.
 
 use crate::extent::{self, Extent, MAX_EXTENT_LEN};
+use crate::le::u32_of;
 
 pub const BLOCK_SIZE: u64 = 4096;
 pub const INODE_SIZE: u64 = 256;
@@ -35,9 +36,14 @@ pub struct Geometry {
 pub enum GeometryError {
     /// Not even the metadata of the first group fits.
     NoRoom,
-    /// More inodes per group than a bitmap block or the group can hold.
+    /// More inodes per group than a bitmap block or the group can hold: more groups (a larger
+    /// image) spread them thinner.
     TooManyInodes { per_group: u64 },
-    /// Beyond 2^32 blocks (needs the 64bit feature, which we do not use).
+    /// The descriptor table does not fit the first group (only with small test group sizes).
+    TooManyGroups { groups: u64 },
+    /// More than 2^32 - 1 inodes in all.
+    InodesOver32Bits { inodes: u64 },
+    /// Beyond 2^32 - 1 blocks (needs the 64bit feature, which we do not use).
     Over16TiB,
 }
 
@@ -61,7 +67,7 @@ impl Geometry {
         min_inodes: u64,
         explicit_inodes: bool,
     ) -> Result<Geometry, GeometryError> {
-        if blocks > u32::MAX as u64 {
+        if blocks > u64::from(u32::MAX) {
             return Err(GeometryError::Over16TiB);
         }
         let bpg = blocks_per_group;
@@ -86,12 +92,17 @@ impl Geometry {
                 itable_blocks: ipg / INODES_PER_BLOCK,
                 gdt_blocks: (groups * DESC_SIZE).div_ceil(BLOCK_SIZE),
             };
-            // The inode bitmap is one block, and the group must hold its own metadata.
-            if ipg > 8 * BLOCK_SIZE
-                || geo.meta_blocks(0) + 1 > bpg
-                || ipg * groups > u32::MAX as u64
-            {
+            // The group must hold its own metadata, and the inode bitmap is one block.
+            if geo.super_blocks(0) + 3 > bpg {
+                return Err(GeometryError::TooManyGroups { groups });
+            }
+            if ipg > 8 * BLOCK_SIZE || geo.meta_blocks(0) + 1 > bpg {
                 return Err(GeometryError::TooManyInodes { per_group: ipg });
+            }
+            if ipg * groups > u64::from(u32::MAX) {
+                return Err(GeometryError::InodesOver32Bits {
+                    inodes: ipg * groups,
+                });
             }
             let last = groups - 1;
             let last_len = geo.group_len(last);
@@ -157,7 +168,18 @@ impl Geometry {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Demand {
     pub data_blocks: u64,
-    pub xattr_block: bool,
+    /// The shared xattr block the inode refers to, numbered 0, 1, … in order of first use
+    /// (see `xattr::share`): its first user's plan allocates it, later users refer to it.
+    pub xattr_slot: Option<u32>,
+}
+
+/// Distinct xattr blocks the demands refer to.
+fn xattr_blocks(demands: &[Demand]) -> u64 {
+    demands
+        .iter()
+        .filter_map(|d| d.xattr_slot)
+        .max()
+        .map_or(0, |last| u64::from(last) + 1)
 }
 
 /// Blocks planned for one inode.
@@ -172,9 +194,9 @@ pub struct Mapping {
 impl Mapping {
     /// Blocks charged to the inode (i_blocks counts them in 512-byte units).
     pub fn total_blocks(&self) -> u64 {
-        self.extents.iter().map(|e| e.len as u64).sum::<u64>()
+        self.extents.iter().map(|e| u64::from(e.len)).sum::<u64>()
             + self.tree.len() as u64
-            + self.xattr_block.is_some() as u64
+            + u64::from(self.xattr_block.is_some())
     }
 }
 
@@ -192,6 +214,8 @@ struct Allocator<'a> {
     group: u64,
     cursor: u64,
     overflow: u64,
+    /// The block of each xattr slot allocated so far.
+    xattr_blocks: Vec<u64>,
 }
 
 impl Allocator<'_> {
@@ -219,8 +243,11 @@ impl Allocator<'_> {
         while logical < demand.data_blocks {
             let (start, len) = self.take((demand.data_blocks - logical).min(MAX_EXTENT_LEN));
             extents.push(Extent {
-                logical: logical as u32,
-                len: len as u32,
+                logical: u32_of(
+                    logical,
+                    "file sizes are checked against MAX_FILE_BLOCKS in tree",
+                ),
+                len: u32_of(len, "at most MAX_EXTENT_LEN"),
                 start,
             });
             logical += len;
@@ -228,7 +255,14 @@ impl Allocator<'_> {
         let tree = (0..extent::tree_blocks(extents.len()))
             .map(|_| self.take(1).0)
             .collect();
-        let xattr_block = demand.xattr_block.then(|| self.take(1).0);
+        let xattr_block = demand.xattr_slot.map(|slot| {
+            let slot = slot as usize;
+            if slot == self.xattr_blocks.len() {
+                let block = self.take(1).0;
+                self.xattr_blocks.push(block);
+            }
+            self.xattr_blocks[slot]
+        });
         Mapping {
             extents,
             tree,
@@ -244,6 +278,7 @@ pub fn plan(geo: &Geometry, demands: &[Demand]) -> Plan {
         group: 0,
         cursor: geo.first_data_block(0),
         overflow: 0,
+        xattr_blocks: Vec::new(),
     };
     let maps = demands.iter().map(|d| a.map(*d)).collect();
     Plan {
@@ -255,7 +290,9 @@ pub fn plan(geo: &Geometry, demands: &[Demand]) -> Plan {
 
 /// The smallest block count whose plan has no overflow: grow from an estimate until the content
 /// fits, then bisect down (exact where fitting is monotonic, which holds except right at a
-/// dropped tiny last group).
+/// dropped tiny last group). Too many inodes for the groups of a size is "does not fit" like too
+/// little room: more blocks bring more groups, each with its own inode table (a tree of empty
+/// files needs no data blocks, but 32768 inodes at most per group).
 pub fn min_blocks(
     demands: &[Demand],
     blocks_per_group: u64,
@@ -265,19 +302,19 @@ pub fn min_blocks(
     // Ok(None) = does not fit; Ok(Some(overflow)) with 0 = fits.
     let attempt = |blocks: u64| -> Result<Option<u64>, GeometryError> {
         match Geometry::new(blocks, blocks_per_group, min_inodes, explicit_inodes) {
-            Err(GeometryError::NoRoom) => Ok(None),
+            Err(GeometryError::NoRoom | GeometryError::TooManyInodes { .. }) => Ok(None),
             Err(e) => Err(e),
             Ok(geo) => Ok(Some(plan(&geo, demands).overflow)),
         }
     };
-    let content: u64 = demands
+    let content = demands
         .iter()
-        .map(|d| d.data_blocks + d.xattr_block as u64)
-        .sum();
+        .fold(0u64, |sum, d| sum.saturating_add(d.data_blocks));
+    let content = content.saturating_add(xattr_blocks(demands));
     let mut lo = content; // cannot fit: the metadata needs blocks too
     let mut hi = content + 64;
     loop {
-        if hi > u32::MAX as u64 {
+        if hi > u64::from(u32::MAX) {
             return Err(GeometryError::Over16TiB);
         }
         match attempt(hi)? {
@@ -332,7 +369,7 @@ mod tests {
             &geo,
             &[Demand {
                 data_blocks: 3000,
-                xattr_block: false,
+                xattr_slot: None,
             }],
         );
         assert_eq!(p.overflow, 0);
@@ -340,12 +377,12 @@ mod tests {
         assert_eq!(e.len(), 3);
         assert_eq!(e[0].start, geo.first_data_block(0));
         assert_eq!(e[1].start, geo.first_data_block(1));
-        assert_eq!(e.iter().map(|e| e.len as u64).sum::<u64>(), 3000);
+        assert_eq!(e.iter().map(|e| u64::from(e.len)).sum::<u64>(), 3000);
         let p = plan(
             &geo,
             &[Demand {
                 data_blocks: 5000,
-                xattr_block: false,
+                xattr_slot: None,
             }],
         );
         assert!(p.overflow > 0);

@@ -21,6 +21,7 @@ mod dir;
 mod extent;
 mod inode;
 mod layout;
+mod le;
 mod superblock;
 mod tree;
 mod writer;
@@ -108,7 +109,7 @@ impl Options {
             size: ImageSize::Auto,
             label: "root".to_string(),
             inodes: None,
-            blocks_per_group: layout::DEFAULT_BLOCKS_PER_GROUP as u32,
+            blocks_per_group: le::u32_of(layout::DEFAULT_BLOCKS_PER_GROUP, "a constant"),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Superblock and group descriptors.
 
 use crate::layout::{Geometry, BLOCK_SIZE, DESC_SIZE, INODE_SIZE};
+use crate::le::{put16, put32, u16_of, u32_of};
 use crate::xattr::EXTRA_ISIZE;
 
 const COMPAT_EXT_ATTR: u32 = 0x8;
@@ -29,28 +30,33 @@ pub struct GroupStats {
     pub used_dirs: u64,
 }
 
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+/// Block and inode counts and numbers: `Geometry::new` keeps them below 2^32.
+fn n32(v: u64) -> u32 {
+    u32_of(v, "block and inode counts are below 2^32 (Geometry::new)")
 }
 
-fn put32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+/// Per-group counts: at most 32768 blocks and inodes per group (`Geometry::new`).
+fn n16(v: u64) -> u16 {
+    u16_of(
+        v,
+        "at most 32768 blocks and inodes per group (Geometry::new)",
+    )
 }
 
 /// The 1024-byte superblock as stored in group `group` (backups record their group number).
 pub fn superblock(geo: &Geometry, info: &Info, group: u64) -> [u8; 1024] {
     let mut s = [0u8; 1024];
-    put32(&mut s, 0x00, geo.inodes_count() as u32);
-    put32(&mut s, 0x04, geo.blocks_count as u32);
+    put32(&mut s, 0x00, n32(geo.inodes_count()));
+    put32(&mut s, 0x04, n32(geo.blocks_count));
     put32(&mut s, 0x08, 0); // no root-reserved blocks: the root is mounted read-only
-    put32(&mut s, 0x0C, info.free_blocks as u32);
-    put32(&mut s, 0x10, info.free_inodes as u32);
+    put32(&mut s, 0x0C, n32(info.free_blocks));
+    put32(&mut s, 0x10, n32(info.free_inodes));
     put32(&mut s, 0x14, 0); // first data block (0 with 4 KiB blocks)
     put32(&mut s, 0x18, 2); // log2(block size) - 10
     put32(&mut s, 0x1C, 2); // cluster size = block size
-    put32(&mut s, 0x20, geo.blocks_per_group as u32);
-    put32(&mut s, 0x24, geo.blocks_per_group as u32);
-    put32(&mut s, 0x28, geo.inodes_per_group as u32);
+    put32(&mut s, 0x20, n32(geo.blocks_per_group));
+    put32(&mut s, 0x24, n32(geo.blocks_per_group));
+    put32(&mut s, 0x28, n32(geo.inodes_per_group));
     put32(&mut s, 0x2C, 0); // last mount time: never mounted
     put32(&mut s, 0x30, info.time); // last write time
     put16(&mut s, 0x34, 0); // mount count
@@ -63,8 +69,9 @@ pub fn superblock(geo: &Geometry, info: &Info, group: u64) -> [u8; 1024] {
     put32(&mut s, 0x48, 0); // creator OS: Linux
     put32(&mut s, 0x4C, 1); // dynamic revision
     put32(&mut s, 0x54, 11); // first non-reserved inode
-    put16(&mut s, 0x58, INODE_SIZE as u16);
-    put16(&mut s, 0x5A, group as u16);
+    put16(&mut s, 0x58, u16_of(INODE_SIZE, "a constant"));
+    // s_block_group_nr is 16 bits; e2fsprogs (write_backup_super) stores 65535 for later groups.
+    put16(&mut s, 0x5A, u16::try_from(group).unwrap_or(u16::MAX));
     put32(&mut s, 0x5C, COMPAT_EXT_ATTR | COMPAT_DIR_INDEX);
     put32(&mut s, 0x60, INCOMPAT_FILETYPE | INCOMPAT_EXTENTS);
     put32(
@@ -83,8 +90,8 @@ pub fn superblock(geo: &Geometry, info: &Info, group: u64) -> [u8; 1024] {
     put16(&mut s, 0xFE, 0); // 32-byte group descriptors
     put32(&mut s, 0x100, 0x000C); // default mount options: user_xattr, acl
     put32(&mut s, 0x108, info.time); // mkfs time
-    put16(&mut s, 0x15C, EXTRA_ISIZE as u16); // min extra isize
-    put16(&mut s, 0x15E, EXTRA_ISIZE as u16); // want extra isize
+    put16(&mut s, 0x15C, u16_of(EXTRA_ISIZE, "a constant")); // min extra isize
+    put16(&mut s, 0x15E, u16_of(EXTRA_ISIZE, "a constant")); // want extra isize
     put32(&mut s, 0x160, 0x0002); // directory hashes use unsigned chars
     s
 }
@@ -94,12 +101,12 @@ pub fn descriptors(geo: &Geometry, stats: &[GroupStats]) -> Vec<u8> {
     for (g, st) in stats.iter().enumerate() {
         let at = g * DESC_SIZE as usize;
         let g = g as u64;
-        put32(&mut d, at, geo.block_bitmap(g) as u32);
-        put32(&mut d, at + 4, geo.inode_bitmap(g) as u32);
-        put32(&mut d, at + 8, geo.inode_table(g) as u32);
-        put16(&mut d, at + 12, st.free_blocks as u16);
-        put16(&mut d, at + 14, st.free_inodes as u16);
-        put16(&mut d, at + 16, st.used_dirs as u16);
+        put32(&mut d, at, n32(geo.block_bitmap(g)));
+        put32(&mut d, at + 4, n32(geo.inode_bitmap(g)));
+        put32(&mut d, at + 8, n32(geo.inode_table(g)));
+        put16(&mut d, at + 12, n16(st.free_blocks));
+        put16(&mut d, at + 14, n16(st.free_inodes));
+        put16(&mut d, at + 16, n16(st.used_dirs));
     }
     d
 }

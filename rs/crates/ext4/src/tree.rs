@@ -8,6 +8,7 @@ use tar::EntryType;
 
 use icos_common::tarread::{ReadError, TarReader};
 
+use crate::layout::BLOCK_SIZE;
 use crate::xattr::{self, Xattr};
 use crate::Error;
 
@@ -18,6 +19,8 @@ pub const LINK_MAX: u32 = 65000;
 /// Symlink targets up to this length live in the inode.
 pub const FAST_SYMLINK_MAX: usize = 59;
 const MAX_SYMLINK: usize = 4095;
+/// Logical block numbers are 32 bits: a file spans at most 2^32 - 1 blocks of 4 KiB.
+pub const MAX_FILE_SIZE: u64 = (u32::MAX as u64) * BLOCK_SIZE;
 
 #[derive(Debug)]
 pub enum Kind {
@@ -228,10 +231,10 @@ pub fn read_tree<R: Read + Seek>(reader: R, tar: &str, sde: u32) -> Result<(Tree
         let header = tar::Header::from_byte_slice(&raw.header);
         let etype = header.entry_type();
         let is_dir = etype == EntryType::Directory;
-        let perm = (header
+        let mode = header
             .mode()
-            .map_err(|e| err(format!("bad mode field: {e}")))?
-            & 0o7777) as u16;
+            .map_err(|e| err(format!("bad mode field: {e}")))?;
+        let perm = u16::try_from(mode & 0o7777).expect("12 bits");
         let (raw_uid, raw_gid) = (raw.uid().map_err(err)?, raw.gid().map_err(err)?);
         let (uid, gid) = match (u32::try_from(raw_uid), u32::try_from(raw_gid)) {
             (Ok(u), Ok(g)) => (u, g),
@@ -271,7 +274,8 @@ pub fn read_tree<R: Read + Seek>(reader: R, tar: &str, sde: u32) -> Result<(Tree
                 xattr::block_bytes(&xattrs)
             )));
         }
-        let time = raw.mtime().map_err(err)?.min(sde as u64) as u32;
+        // Clamped to the epoch, which is a u32: the conversion cannot fail.
+        let time = u32::try_from(raw.mtime().map_err(err)?.min(u64::from(sde))).unwrap_or(sde);
         let (size, data_pos) = (raw.size, raw.data_pos);
 
         let rel = normalize(&raw.path, is_dir).map_err(err)?;
@@ -380,7 +384,15 @@ pub fn read_tree<R: Read + Seek>(reader: R, tar: &str, sde: u32) -> Result<(Tree
                 continue;
             }
             EntryType::Regular | EntryType::Continuous => {
-                data_bytes += size;
+                if size > MAX_FILE_SIZE {
+                    return Err(err(format!(
+                        "its size {size} bytes is more than ext4 holds in one file with 4 KiB blocks \
+                         ({MAX_FILE_SIZE} bytes, 2^32 - 1 blocks)"
+                    )));
+                }
+                data_bytes = data_bytes
+                    .checked_add(size)
+                    .ok_or_else(|| err("the file sizes add up to more than 2^64 bytes".into()))?;
                 Kind::File { size, data_pos }
             }
             EntryType::Directory => Kind::Dir { parent, children: Vec::new(), subdirs: 0, min_blocks: 1 },

@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 use icos_common::seed::{derive_uuid, format_uuid};
 
 use crate::layout::{self, Demand, Geometry, GeometryError, Mapping, Plan, BLOCK_SIZE, INODE_SIZE};
+use crate::le::u32_of;
 use crate::superblock::{self, GroupStats, Info};
 use crate::tree::{self, Kind, Tree, FAST_SYMLINK_MAX};
 use crate::{
@@ -44,10 +45,11 @@ fn write_blocks(out: &File, block: u64, data: &[u8]) -> io::Result<()> {
 }
 
 /// Data blocks and xattr block each inode needs (index = inode number - 1).
-fn demands(tree: &Tree) -> Vec<Demand> {
+fn demands(tree: &Tree, sharing: &xattr::Sharing) -> Vec<Demand> {
     tree.nodes
         .iter()
-        .map(|n| {
+        .zip(&sharing.slot_of)
+        .map(|(n, &xattr_slot)| {
             let data_blocks = match &n.kind {
                 Kind::Dir {
                     children,
@@ -60,7 +62,7 @@ fn demands(tree: &Tree) -> Vec<Demand> {
             };
             Demand {
                 data_blocks,
-                xattr_block: !xattr::fits_in_inode(&n.xattrs),
+                xattr_slot,
             }
         })
         .collect()
@@ -84,6 +86,12 @@ fn geometry_error(e: GeometryError, what: &str) -> Error {
             "{what} would need {per_group} inodes per block group, more than a group holds: use a larger --size \
              or fewer --inodes"
         ),
+        GeometryError::TooManyGroups { groups } => format!(
+            "{what} would have {groups} block groups, whose descriptors do not fit one group: use more blocks per group"
+        ),
+        GeometryError::InodesOver32Bits { inodes } => format!(
+            "{what} would need {inodes} inodes, more than ext4's 4294967295: use fewer --inodes"
+        ),
         GeometryError::Over16TiB => {
             format!("{what} is larger than 16 TiB, the limit of ext4 without the 64bit feature")
         }
@@ -91,8 +99,13 @@ fn geometry_error(e: GeometryError, what: &str) -> Error {
 }
 
 /// Chooses the geometry and plans every block.
-fn layout(tree: &Tree, tar: &str, opts: &Options) -> Result<(Geometry, Plan, u64), Error> {
-    let bpg = opts.blocks_per_group as u64;
+fn layout(
+    tree: &Tree,
+    sharing: &xattr::Sharing,
+    tar: &str,
+    opts: &Options,
+) -> Result<(Geometry, Plan, u64), Error> {
+    let bpg = u64::from(opts.blocks_per_group);
     if !(1024..=layout::DEFAULT_BLOCKS_PER_GROUP).contains(&bpg) || !bpg.is_multiple_of(8) {
         return Err(Error::Options(format!(
             "blocks per group {bpg} is not a multiple of 8 between 1024 and {}",
@@ -106,10 +119,15 @@ fn layout(tree: &Tree, tar: &str, opts: &Options) -> Result<(Geometry, Plan, u64
                 "--inodes {n} is too few: {tar} needs {needed_inodes} (including the 11 reserved ones)"
             )));
         }
+        Some(n) if n > u64::from(u32::MAX) => {
+            return Err(Error::Options(format!(
+                "--inodes {n} is more than an ext4 filesystem holds (4294967295)"
+            )));
+        }
         Some(n) => (n, true),
         None => (needed_inodes, false),
     };
-    let demands = demands(tree);
+    let demands = demands(tree, sharing);
     // The minimum (and the auto size built on it) takes a few dozen trial plans: only computed
     // when needed.
     let min_blocks = || {
@@ -140,14 +158,16 @@ fn layout(tree: &Tree, tar: &str, opts: &Options) -> Result<(Geometry, Plan, u64
     };
     let mut blocks = size / BLOCK_SIZE;
     loop {
-        let geo = match Geometry::new(blocks, bpg, min_inodes, explicit) {
-            Ok(g) => g,
-            Err(GeometryError::NoRoom) => return Err(too_small()),
+        match Geometry::new(blocks, bpg, min_inodes, explicit) {
+            Ok(geo) => {
+                let plan = layout::plan(&geo, &demands);
+                if plan.overflow == 0 {
+                    return Ok((geo, plan, blocks * BLOCK_SIZE));
+                }
+            }
+            // Too little room, or too few groups for the inodes: a larger size fixes both.
+            Err(GeometryError::NoRoom | GeometryError::TooManyInodes { .. }) => {}
             Err(e) => return Err(geometry_error(e, &format!("an image of {size} bytes"))),
-        };
-        let plan = layout::plan(&geo, &demands);
-        if plan.overflow == 0 {
-            return Ok((geo, plan, blocks * BLOCK_SIZE));
         }
         if opts.size != ImageSize::Auto {
             return Err(too_small());
@@ -197,7 +217,7 @@ fn copy_data<R: Read + Seek>(
         let mut left = size;
         for e in &map.extents {
             let mut done = 0u64; // bytes of this extent written
-            let extent_bytes = (e.len as u64 * BLOCK_SIZE).min(left);
+            let extent_bytes = (u64::from(e.len) * BLOCK_SIZE).min(left);
             while done < extent_bytes {
                 let n = (extent_bytes - done).min(CHUNK as u64) as usize;
                 input.read_exact(&mut buf[..n]).map_err(read_err)?;
@@ -228,9 +248,15 @@ pub fn write_image<R: Read + Seek>(
     progress: &mut dyn Progress,
 ) -> Result<Ext4Params, Error> {
     let label = label_bytes(&opts.label)?;
-    let sde = opts.source_date_epoch.seconds() as u32;
+    let sde = u32::try_from(opts.source_date_epoch.seconds()).map_err(|_| {
+        Error::Options(format!(
+            "SOURCE_DATE_EPOCH {} is beyond 2106-02-07, the last second ext4's 32-bit times hold",
+            opts.source_date_epoch
+        ))
+    })?;
     let (tree, mut input) = tree::read_tree(input, tar, sde)?;
-    let (geo, plan, size_bytes) = layout(&tree, tar, opts)?;
+    let sharing = xattr::share(tree.nodes.iter().map(|n| n.xattrs.as_slice()));
+    let (geo, plan, size_bytes) = layout(&tree, &sharing, tar, opts)?;
     let werr = |source| Error::Write {
         out: out_name.to_string(),
         source,
@@ -244,6 +270,7 @@ pub fn write_image<R: Read + Seek>(
     let used_inodes = tree.nodes.len() as u64;
     let mut stats = vec![GroupStats::default(); geo.groups as usize];
     let mut table = vec![0u8; BS];
+    let mut xattr_written = vec![false; sharing.refcount.len()];
     for g in 0..geo.groups {
         let first = g * geo.inodes_per_group; // index of the group's first inode
         let last = (first + geo.inodes_per_group).min(used_inodes);
@@ -258,11 +285,20 @@ pub fn write_image<R: Read + Seek>(
                 if idx >= last {
                     break;
                 }
-                let ino = idx as u32 + 1;
+                let ino = u32_of(idx + 1, "inode numbers are checked in tree");
                 let node = &tree.nodes[idx as usize];
                 let map = &plan.maps[idx as usize];
                 if node.is_dir() {
                     stats[g as usize].used_dirs += 1;
+                }
+                // A shared xattr block is written by its first user (allocation is in inode
+                // order, so that is where it was allocated).
+                if let (Some(blk), Some(slot)) = (map.xattr_block, sharing.slot_of[idx as usize]) {
+                    if !xattr_written[slot as usize] {
+                        let refs = sharing.refcount[slot as usize];
+                        write_blocks(out, blk, &xattr::block(&node.xattrs, refs)).map_err(werr)?;
+                        xattr_written[slot as usize] = true;
+                    }
                 }
                 let root = write_inode_blocks(&tree, ino, map, out).map_err(werr)?;
                 let at = (slot * INODE_SIZE) as usize;
@@ -327,13 +363,13 @@ pub fn write_image<R: Read + Seek>(
         uuid: format_uuid(&uuid),
         hash_seed: format_uuid(&hash_seed),
         label: opts.label.clone(),
-        block_size: BLOCK_SIZE as u32,
+        block_size: u32_of(BLOCK_SIZE, "a constant"),
         size_bytes,
         blocks_count: geo.blocks_count,
         free_blocks: info.free_blocks,
         inodes_count: geo.inodes_count(),
         free_inodes: info.free_inodes,
-        inode_size: INODE_SIZE as u32,
+        inode_size: u32_of(INODE_SIZE, "a constant"),
         features: FEATURES.iter().map(|f| f.to_string()).collect(),
         source_date_epoch: opts.source_date_epoch.seconds(),
     })
@@ -347,7 +383,8 @@ fn fill_bitmap(b: &mut [u8], used: u64, len: u64) {
     }
 }
 
-/// Writes the blocks an inode owns besides file data; returns the extent root for mapped inodes.
+/// Writes the blocks an inode owns besides file data and its xattr block; returns the extent
+/// root for mapped inodes.
 fn write_inode_blocks(
     tree: &Tree,
     ino: u32,
@@ -355,9 +392,6 @@ fn write_inode_blocks(
     out: &File,
 ) -> io::Result<Option<[u8; 60]>> {
     let node = tree.node(ino);
-    if let Some(blk) = map.xattr_block {
-        write_blocks(out, blk, &xattr::block(&node.xattrs))?;
-    }
     let mapped = match &node.kind {
         Kind::File { .. } | Kind::Dir { .. } => true,
         Kind::Symlink { target } => target.len() > FAST_SYMLINK_MAX,
@@ -381,7 +415,7 @@ fn write_inode_blocks(
             let mut blocks = map
                 .extents
                 .iter()
-                .flat_map(|e| e.start..e.start + e.len as u64);
+                .flat_map(|e| e.start..e.start + u64::from(e.len));
             for i in 0..starts.len() {
                 let blk = blocks
                     .next()

@@ -3,17 +3,27 @@
 //! Entries are sorted by (name index, name length, name), the order the kernel's lookup in a block
 //! relies on; the same order is used in the inode. Entry and block hashes follow the kernel
 //! (`ext4_xattr_hash_entry`, unsigned name bytes, and `ext4_xattr_rehash`).
+//!
+//! Inodes with identical attribute sets share one block, as the kernel does through its mbcache
+//! (the block's `h_refcount` counts the inodes, each inode's i_blocks still counts the block), up
+//! to [`REFCOUNT_MAX`] inodes per block: an SELinux-labelled tree with capabilities would
+//! otherwise spend a block per file.
+
+use std::collections::HashMap;
 
 use crate::layout::{BLOCK_SIZE, INODE_SIZE};
+use crate::le::{put16, put32, u16_of, u32_of};
 
 pub const EXTRA_ISIZE: usize = 32;
 const MAGIC: u32 = 0xEA02_0000;
+/// The kernel's EXT4_XATTR_REFCOUNT_MAX: beyond this many users it starts a new block.
+pub const REFCOUNT_MAX: u32 = 1024;
 const ENTRY_HEADER: usize = 16;
 const BLOCK_HEADER: usize = 32;
 /// Bytes for xattrs inside a 256-byte inode after the 32 extra bytes.
 const IBODY_SPACE: usize = INODE_SIZE as usize - 128 - EXTRA_ISIZE;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Xattr {
     pub index: u8,
     pub name: Box<[u8]>,
@@ -124,7 +134,7 @@ pub fn block_bytes(list: &[Xattr]) -> usize {
 pub fn entry_hash(name: &[u8], value: &[u8]) -> u32 {
     let mut h: u32 = 0;
     for &c in name {
-        h = (h << 5) ^ (h >> 27) ^ c as u32;
+        h = (h << 5) ^ (h >> 27) ^ u32::from(c);
     }
     for chunk in value.chunks(4) {
         let mut w = [0u8; 4];
@@ -152,12 +162,16 @@ fn write_entries(
         buf[end..end + x.value.len()].copy_from_slice(&x.value);
         let hash = entry_hash(&x.name, &x.value);
         let e = &mut buf[pos..];
-        e[0] = x.name.len() as u8;
+        e[0] = u8::try_from(x.name.len()).expect("names are at most 255 bytes (encode)");
         e[1] = x.index;
-        e[2..4].copy_from_slice(&(offs as u16).to_le_bytes());
-        e[4..8].copy_from_slice(&0u32.to_le_bytes());
-        e[8..12].copy_from_slice(&(x.value.len() as u32).to_le_bytes());
-        e[12..16].copy_from_slice(&hash.to_le_bytes());
+        put16(e, 2, u16_of(offs, "offsets inside one 4 KiB block"));
+        put32(e, 4, 0); // e_value_inum: no ea_inode
+        put32(
+            e,
+            8,
+            u32_of(x.value.len(), "values fit one 4 KiB block (tree)"),
+        );
+        put32(e, 12, hash);
         e[16..16 + x.name.len()].copy_from_slice(&x.name);
         pos += ENTRY_HEADER + pad4(x.name.len());
         hashes.push(hash);
@@ -175,12 +189,47 @@ pub fn write_ibody(inode: &mut [u8], list: &[Xattr]) {
     write_entries(inode, list, start + 4, INODE_SIZE as usize, start + 4);
 }
 
-/// One xattr block holding all of `list`, referenced once.
-pub fn block(list: &[Xattr]) -> Vec<u8> {
+/// Which inodes share which xattr block.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sharing {
+    /// Per inode (index = inode number - 1): its block's slot, numbered in order of first use.
+    pub slot_of: Vec<Option<u32>>,
+    /// Per slot: how many inodes refer to it (h_refcount).
+    pub refcount: Vec<u32>,
+}
+
+/// Assigns a block slot to every attribute set that does not fit in its inode: identical sets
+/// (same entries, same order, since every list is sorted) share a slot until it has
+/// [`REFCOUNT_MAX`] users. The order of `lists` (inode order) decides the numbering.
+pub fn share<'a>(lists: impl IntoIterator<Item = &'a [Xattr]>) -> Sharing {
+    let mut open: HashMap<&[Xattr], u32> = HashMap::new();
+    let mut sharing = Sharing::default();
+    for list in lists {
+        if fits_in_inode(list) {
+            sharing.slot_of.push(None);
+            continue;
+        }
+        let slot = match open.get(list) {
+            Some(&slot) if sharing.refcount[slot as usize] < REFCOUNT_MAX => slot,
+            _ => {
+                let slot = u32_of(sharing.refcount.len(), "one slot per inode at most");
+                sharing.refcount.push(0);
+                open.insert(list, slot);
+                slot
+            }
+        };
+        sharing.refcount[slot as usize] += 1;
+        sharing.slot_of.push(Some(slot));
+    }
+    sharing
+}
+
+/// One xattr block holding all of `list`, referred to by `refcount` inodes.
+pub fn block(list: &[Xattr], refcount: u32) -> Vec<u8> {
     let mut b = vec![0u8; BLOCK_SIZE as usize];
-    b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-    b[4..8].copy_from_slice(&1u32.to_le_bytes()); // h_refcount
-    b[8..12].copy_from_slice(&1u32.to_le_bytes()); // h_blocks
+    put32(&mut b, 0, MAGIC);
+    put32(&mut b, 4, refcount); // h_refcount
+    put32(&mut b, 8, 1); // h_blocks
     let hashes = write_entries(&mut b, list, BLOCK_HEADER, BLOCK_SIZE as usize, 0);
     let mut h: u32 = 0;
     for eh in hashes {
@@ -190,7 +239,7 @@ pub fn block(list: &[Xattr]) -> Vec<u8> {
         }
         h = (h << 16) ^ (h >> 16) ^ eh;
     }
-    b[12..16].copy_from_slice(&h.to_le_bytes());
+    put32(&mut b, 12, h); // h_hash
     b
 }
 
@@ -232,5 +281,29 @@ mod tests {
             &[1, 0, 0, 0, 1, 0, 6, 0, 4, 0, 4, 0, 0x20, 0, 4, 0]
         );
         assert!(encode(b"system.posix_acl_access", b"junk").is_err());
+    }
+
+    #[test]
+    fn identical_sets_share_a_block_up_to_the_kernel_limit() {
+        let a = vec![encode(b"user.big", &[1u8; 500]).unwrap()];
+        let b = vec![encode(b"user.big", &[2u8; 500]).unwrap()];
+        let small = vec![encode(b"user.s", b"1").unwrap()];
+        let mut lists: Vec<&[Xattr]> = vec![&a, &small, &b, &[], &a, &b];
+        let s = share(lists.iter().copied());
+        assert_eq!(
+            s.slot_of,
+            vec![Some(0), None, Some(1), None, Some(0), Some(1)]
+        );
+        assert_eq!(s.refcount, vec![2, 2]);
+        lists = vec![&a; REFCOUNT_MAX as usize + 1];
+        lists.push(&b);
+        lists.push(&a);
+        let s = share(lists.iter().copied());
+        assert_eq!(s.refcount, vec![REFCOUNT_MAX, 2, 1]);
+        assert_eq!(s.slot_of[REFCOUNT_MAX as usize], Some(1));
+        assert_eq!(s.slot_of[REFCOUNT_MAX as usize + 1], Some(2));
+        assert_eq!(s.slot_of[REFCOUNT_MAX as usize + 2], Some(1));
+        let blk = block(&a, 7);
+        assert_eq!(u32::from_le_bytes(blk[4..8].try_into().unwrap()), 7);
     }
 }

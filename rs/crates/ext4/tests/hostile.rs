@@ -280,3 +280,41 @@ fn bad_options() {
         &["is too small", "needs at least"],
     );
 }
+
+/// Values beyond what an ext4 field holds are refused by name, never truncated by a cast.
+#[test]
+fn values_too_wide_for_ext4_fields() {
+    // A file larger than 2^32 - 1 blocks: the tar only claims it (PAX size, no data follows).
+    let too_big = (u64::from(u32::MAX) * 4096 + 1).to_string();
+    let mut t = Vec::new();
+    push_block(&mut t, &raw_header(b"./", EntryType::Directory, 0), b"");
+    let pax = pax_record("size", too_big.as_bytes());
+    push_block(
+        &mut t,
+        &raw_header(b"./@PaxHeader", EntryType::XHeader, pax.len() as u64),
+        &pax,
+    );
+    push_block(&mut t, &raw_header(b"./huge", EntryType::Regular, 0), b"");
+    t.extend_from_slice(&[0u8; 1024]);
+    assert_has(
+        &refuse(&t),
+        &[
+            "entry \"./huge\"",
+            &format!("its size {too_big} bytes is more than ext4 holds in one file"),
+        ],
+    );
+
+    let t = tar_bytes(vec![e("", Body::Dir)]);
+    let mut o = Options::new("s", SourceDateEpoch(SDE));
+    o.inodes = Some(1 << 33);
+    assert_has(
+        &refuse_with(&t, &o, false),
+        &["--inodes 8589934592 is more than an ext4 filesystem holds (4294967295)"],
+    );
+    // The CLI refuses such an epoch while parsing it; the library must not wrap it to 1970.
+    let o = Options::new("s", SourceDateEpoch(1 << 33));
+    assert_has(
+        &refuse_with(&t, &o, false),
+        &["SOURCE_DATE_EPOCH 8589934592 is beyond 2106-02-07"],
+    );
+}
