@@ -19,13 +19,19 @@
 //! becomes a second copy of its target's data (FAT has no hardlinks); symlinks, devices and fifos
 //! are refused, naming the entry.
 
-use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod cache;
+mod names;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+
+use cache::{LfnRename, SectorCache};
 
 use fatfs::{
     Date, DateTime, FatType, FileSystem, FormatVolumeOptions, FsOptions, Time, TimeProvider,
@@ -40,7 +46,10 @@ pub const PARAMS_SCHEMA: &str = "icos.vfat-params/v1";
 /// 1980-01-01T00:00:00Z, the earliest instant a FAT directory entry can hold.
 pub const FAT_EPOCH: u64 = 315_532_800;
 
-const SECTOR: u64 = 512;
+/// 2107-12-31T23:59:59Z, the last second a FAT date (years 1980 + 0..=127) can hold.
+pub const FAT_LAST: u64 = 4_354_819_199;
+
+pub(crate) const SECTOR: u64 = 512;
 /// Largest FAT32 volume with 512-byte sectors (2^32 sectors).
 const MAX_SIZE: u64 = SECTOR << 32;
 
@@ -90,6 +99,8 @@ pub enum VfatError {
     CaseCollision { tree: PathBuf, a: String, b: String },
     #[error("volume label {label:?} {problem}")]
     BadLabel { label: String, problem: String },
+    #[error("SOURCE_DATE_EPOCH {epoch} is after 2107-12-31, the last day a FAT date holds")]
+    BadEpoch { epoch: u64 },
     #[error("image size {size} bytes {problem}")]
     BadSize { size: u64, problem: String },
     #[error("the ESP tree {tree} does not fit in {size} bytes (out of space at {entry:?}): increase --size")]
@@ -113,22 +124,26 @@ pub fn format_volume_id(id: u32) -> String {
     format!("{:04X}-{:04X}", id >> 16, id & 0xffff)
 }
 
-/// The FAT date and time (UTC) for an epoch, clamped to 1980-01-01 00:00:00 if earlier.
+/// The FAT date and time (UTC) for an epoch, clamped to FAT's range: 1980-01-01 00:00:00 if
+/// earlier, 2107-12-31 23:59:59 if later (`build_vfat` refuses later epochs).
 pub fn fat_date_time(epoch: SourceDateEpoch) -> DateTime {
-    let t = epoch.seconds().max(FAT_EPOCH);
-    let days = (t / 86_400) as i64;
+    let t = epoch.seconds().clamp(FAT_EPOCH, FAT_LAST);
+    let days = i64::try_from(t / 86_400).expect("clamped to 2107");
     let secs = t % 86_400;
     let (year, month, day) = civil_from_days(days);
+    // Every part is bounded by the clamp above: years 1980-2107, hours < 24, minutes < 60.
+    let n = |v: i64| u16::try_from(v).expect("a calendar field of 1980-2107");
+    let s = |v: u64| u16::try_from(v).expect("a time of day field");
     DateTime {
         date: Date {
-            year: year as u16,
-            month: month as u16,
-            day: day as u16,
+            year: n(year),
+            month: n(month),
+            day: n(day),
         },
         time: Time {
-            hour: (secs / 3600) as u16,
-            min: (secs / 60 % 60) as u16,
-            sec: (secs % 60) as u16,
+            hour: s(secs / 3600),
+            min: s(secs / 60 % 60),
+            sec: s(secs % 60),
             millis: 0,
         },
     }
@@ -211,10 +226,17 @@ enum Kind {
     Link(Vec<String>),
 }
 
-/// One entry of the tree, keyed by its path components.
+/// The entries of the tree, keyed by their path components, and the order to create them in.
 struct Tree {
     entries: BTreeMap<Vec<String>, Kind>,
+    order: Vec<Vec<String>>,
 }
+
+/// A FAT file's size field has 32 bits.
+const MAX_FILE_SIZE: u64 = u32::MAX as u64;
+
+/// A FAT directory holds at most 65536 entries of 32 bytes (2 MiB).
+const MAX_DIR_SLOTS: usize = 65536;
 
 fn entry_kind_name(t: tar::EntryType) -> &'static str {
     match t {
@@ -252,38 +274,25 @@ fn components(tree: &Path, raw: &Path) -> Result<Vec<String>, VfatError> {
         }
     }
     for name in &out {
-        check_name(tree, &shown, name)?;
+        names::check_name(name).map_err(|problem| VfatError::BadEntry {
+            tree: tree.to_path_buf(),
+            entry: shown.clone(),
+            problem,
+        })?;
+    }
+    let units = names::path_units(&out);
+    if units > names::MAX_PATH_UNITS {
+        return Err(VfatError::BadEntry {
+            tree: tree.to_path_buf(),
+            entry: shown,
+            problem: format!(
+                "has a path of {units} UTF-16 units, more than FAT's {} (260 with the trailing NUL, \
+                 counting a \\ before each component): shorten or flatten it",
+                names::MAX_PATH_UNITS
+            ),
+        });
     }
     Ok(out)
-}
-
-/// FAT long names: at most 255 UTF-16 units, none of `"*/:<>?\|` or control characters, and not
-/// ending in a dot or space (Windows and fsck.fat strip those).
-fn check_name(tree: &Path, entry: &str, name: &str) -> Result<(), VfatError> {
-    let bad = |problem: String| VfatError::BadEntry {
-        tree: tree.to_path_buf(),
-        entry: entry.to_string(),
-        problem,
-    };
-    if name.encode_utf16().count() > 255 {
-        return Err(bad(format!(
-            "has a name component longer than 255 characters: {name:?}"
-        )));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| c.is_control() || "\"*:<>?\\|".contains(*c))
-    {
-        return Err(bad(format!(
-            "has {c:?} in {name:?}, which FAT names cannot contain: rename it"
-        )));
-    }
-    if name.ends_with('.') || name.ends_with(' ') {
-        return Err(bad(format!(
-            "has a name ending in a dot or space ({name:?}), which FAT drops: rename it"
-        )));
-    }
-    Ok(())
 }
 
 /// Reads the tar's headers (not its data) into a sorted tree, checking everything FAT needs.
@@ -312,6 +321,16 @@ fn scan(tree: &Path, archive: &mut TarReader<BufReader<File>>) -> Result<Tree, V
         let kind = match ty {
             tar::EntryType::XGlobalHeader => continue, // metadata only (e.g. Python's tarfile)
             tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous if e.size > MAX_FILE_SIZE => {
+                return Err(VfatError::BadEntry {
+                    tree: tree.to_path_buf(),
+                    entry: shown,
+                    problem: format!(
+                        "is {} bytes; a FAT file holds at most {MAX_FILE_SIZE} bytes (4 GiB - 1)",
+                        e.size
+                    ),
+                });
+            }
             tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File {
                 offset: e.data_pos,
                 size: e.size,
@@ -350,40 +369,89 @@ fn scan(tree: &Path, archive: &mut TarReader<BufReader<File>>) -> Result<Tree, V
             });
         }
     }
-    // Resolve hardlinks to the data they share, and check case collisions and parents.
-    let mut upper: HashMap<Vec<String>, &Vec<String>> = HashMap::new();
+    let bad = |path: &[String], problem: String| VfatError::BadEntry {
+        tree: tree.to_path_buf(),
+        entry: path.join("/"),
+        problem,
+    };
+    // Parents missing from the tar are directories like any other (made before their children).
+    let mut missing = Vec::new();
     for (path, kind) in &entries {
-        let key: Vec<String> = path.iter().map(|c| c.to_uppercase()).collect();
-        if let Some(other) = upper.insert(key, path) {
+        for i in 1..path.len() {
+            match entries.get(&path[..i]) {
+                Some(Kind::Dir) => {}
+                Some(_) => {
+                    let parent = path[..i].join("/");
+                    return Err(bad(path, format!("is below {parent:?}, which is a file")));
+                }
+                None => missing.push(path[..i].to_vec()),
+            }
+        }
+        match kind {
+            Kind::Link(target) if !matches!(entries.get(target), Some(Kind::File { .. })) => {
+                let target = target.join("/");
+                return Err(bad(
+                    path,
+                    format!("is a hardlink to {target:?}, which is not a regular file in the tar"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    for path in missing {
+        entries.insert(path, Kind::Dir);
+    }
+
+    // Names FAT cannot tell apart (its upcase table, one UTF-16 unit to one), and directories
+    // beyond FAT's 65536 entries of 32 bytes (each name takes a short-name entry and a long-name
+    // entry per 13 UTF-16 units; a subdirectory starts with "." and "..", the root with the label).
+    let mut upper: HashMap<(&[String], Vec<u16>), &[String]> = HashMap::new();
+    let mut slots: HashMap<&[String], usize> = HashMap::new();
+    for path in entries.keys() {
+        let (parent, name) = path.split_at(path.len() - 1);
+        if let Some(other) = upper.insert((parent, names::fat_upcase(&name[0])), path) {
             return Err(VfatError::CaseCollision {
                 tree: tree.to_path_buf(),
                 a: other.join("/"),
                 b: path.join("/"),
             });
         }
-        for i in 1..path.len() {
-            if let Some(Kind::File { .. } | Kind::Link(_)) = entries.get(&path[..i]) {
-                return Err(VfatError::BadEntry {
-                    tree: tree.to_path_buf(),
-                    entry: path.join("/"),
-                    problem: format!("is below {:?}, which is a file", path[..i].join("/")),
-                });
-            }
-        }
-        if let Kind::Link(target) = kind {
-            if !matches!(entries.get(target), Some(Kind::File { .. })) {
-                return Err(VfatError::BadEntry {
-                    tree: tree.to_path_buf(),
-                    entry: path.join("/"),
-                    problem: format!(
-                        "is a hardlink to {:?}, which is not a regular file in the tar",
-                        target.join("/")
-                    ),
-                });
-            }
+        let used = slots
+            .entry(parent)
+            .or_insert(if parent.is_empty() { 1 } else { 2 });
+        *used += 1 + name[0].encode_utf16().count().div_ceil(13);
+        if *used > MAX_DIR_SLOTS {
+            let dir = if parent.is_empty() {
+                "/".to_string()
+            } else {
+                parent.join("/")
+            };
+            return Err(VfatError::BadEntry {
+                tree: tree.to_path_buf(),
+                entry: dir,
+                problem: format!(
+                    "needs more than FAT's {MAX_DIR_SLOTS} directory entries of 32 bytes: spread its \
+                     children over subdirectories"
+                ),
+            });
         }
     }
-    Ok(Tree { entries })
+
+    // Creation order: depth first, parents before children; among siblings, literal short names
+    // of the alias form first (see `names`), then bytewise.
+    let mut order: Vec<Vec<String>> = entries.keys().cloned().collect();
+    order.sort_by_cached_key(|path| {
+        path.iter()
+            .map(|c| (!names::claims_alias_form(c), c.clone()))
+            .collect::<Vec<_>>()
+    });
+    Ok(Tree { entries, order })
+}
+
+/// What fatfs made for an entry.
+enum Made<D, F> {
+    Dir(D),
+    File(F),
 }
 
 /// Builds the FAT32 image `out` from the tar `tree`; returns the parameters to record.
@@ -391,6 +459,11 @@ fn scan(tree: &Path, archive: &mut TarReader<BufReader<File>>) -> Result<Tree, V
 /// Nothing appears under `out` unless the whole image was written.
 pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatParams, VfatError> {
     let label_bytes = validate_label(&opts.label)?;
+    if opts.source_date_epoch.seconds() > FAT_LAST {
+        return Err(VfatError::BadEpoch {
+            epoch: opts.source_date_epoch.seconds(),
+        });
+    }
     if opts.size == 0 || !opts.size.is_multiple_of(SECTOR) {
         return Err(VfatError::BadSize {
             size: opts.size,
@@ -431,7 +504,7 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
     }
     };
     {
-        let mut disk = SectorCache::new(image.file());
+        let mut disk = SectorCache::new(image.file(), Rc::default());
         fatfs::format_volume(&mut disk, format).map_err(|e| match e.kind() {
             // fatfs reports geometry problems as `Other`; anything else is the file's own error.
             io::ErrorKind::Other => too_small(),
@@ -442,7 +515,8 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
     image.file().seek(SeekFrom::Start(0)).map_err(wr)?;
 
     CURRENT.with(|c| c.set(fat_date_time(opts.source_date_epoch)));
-    let mut disk = SectorCache::new(image.file());
+    let rename = Rc::new(RefCell::new(None));
+    let mut disk = SectorCache::new(image.file(), Rc::clone(&rename));
     let mut bpb = [0u8; 4];
     disk.seek(SeekFrom::Start(0x2c))
         .and_then(|_| disk.read_exact(&mut bpb))
@@ -471,56 +545,86 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
         },
     };
 
-    let root = fs.root_dir();
     let mut buf = vec![0u8; 1 << 16];
-    // Directories made so far. The map is sorted by components, so a directory's entry precedes
-    // its children; a parent missing from the tar is made right before its first child, which is
-    // where it sorts anyway.
-    let mut made: BTreeSet<&[String]> = BTreeSet::new();
-    for (path, kind) in &sorted.entries {
-        let rel = path.join("/");
-        for i in 1..path.len() {
-            if made.insert(&path[..i]) {
-                root.create_dir(&path[..i].join("/"))
-                    .map_err(|e| classify(&fs, path, e))?;
+    // The open directories along the current path (the root first) with the fatfs keys of the
+    // names made in each: entries come depth first, so each is made in the last directory kept
+    // after cutting the stack to its depth, and no path is walked from the root again.
+    let mut open = vec![(fs.root_dir(), HashSet::new())];
+    for path in &sorted.order {
+        open.truncate(path.len());
+        let (dir, taken) = open.last_mut().expect("parents come before their children");
+        let name = path.last().expect("the root is not an entry");
+        let plan = names::plan(name, taken).map_err(|problem| VfatError::BadEntry {
+            tree: tree.to_path_buf(),
+            entry: path.join("/"),
+            problem,
+        })?;
+        let fatfs_name = match &plan {
+            names::Plan::Direct => name.clone(),
+            names::Plan::Placeholder(p) => {
+                *rename.borrow_mut() = Some(LfnRename {
+                    from: p.encode_utf16().collect(),
+                    to: name.encode_utf16().collect(),
+                    slots_done: 0,
+                });
+                p.clone()
+            }
+        };
+        taken.insert(names::fatfs_key(name));
+        let kind = &sorted.entries[path];
+        let made = match kind {
+            Kind::Dir => dir.create_dir(&fatfs_name).map(Made::Dir),
+            Kind::File { .. } | Kind::Link(_) => dir.create_file(&fatfs_name).map(Made::File),
+        }
+        .map_err(|e| classify(&fs, path, e))?;
+        if let Some(r) = rename.borrow_mut().take() {
+            if r.slots_done != r.slots() {
+                return Err(VfatError::Write {
+                    path: out.to_path_buf(),
+                    source: io::Error::other(format!(
+                        "at {:?}: {} of its {} long-name entries were renamed from the placeholder \
+                         {fatfs_name:?} (a fatfs change?)",
+                        path.join("/"),
+                        r.slots_done,
+                        r.slots()
+                    )),
+                });
             }
         }
-        match kind {
-            Kind::Dir => {
-                root.create_dir(&rel).map_err(|e| classify(&fs, path, e))?;
-                made.insert(path);
+        let mut f = match made {
+            Made::Dir(new_dir) => {
+                open.push((new_dir, HashSet::new()));
+                continue;
             }
-            Kind::File { .. } | Kind::Link(_) => {
-                let (offset, size) = match kind {
-                    Kind::File { offset, size } => (*offset, *size),
-                    Kind::Link(target) => match sorted.entries.get(target) {
-                        Some(Kind::File { offset, size }) => (*offset, *size),
-                        _ => unreachable!("hardlink targets are checked in scan"),
-                    },
-                    Kind::Dir => unreachable!(),
-                };
-                let mut f = root.create_file(&rel).map_err(|e| classify(&fs, path, e))?;
-                data.seek(SeekFrom::Start(offset))
-                    .map_err(|source| VfatError::ReadTree {
-                        path: tree.to_path_buf(),
-                        source,
-                    })?;
-                let mut left = size;
-                while left > 0 {
-                    let n = left.min(buf.len() as u64) as usize;
-                    data.read_exact(&mut buf[..n])
-                        .map_err(|source| VfatError::ReadTree {
-                            path: tree.to_path_buf(),
-                            source,
-                        })?;
-                    f.write_all(&buf[..n]).map_err(|e| classify(&fs, path, e))?;
-                    left -= n as u64;
-                }
-                f.flush().map_err(|e| classify(&fs, path, e))?;
-            }
+            Made::File(f) => f,
+        };
+        let (offset, size) = match kind {
+            Kind::File { offset, size } => (*offset, *size),
+            Kind::Link(target) => match sorted.entries.get(target) {
+                Some(Kind::File { offset, size }) => (*offset, *size),
+                _ => unreachable!("hardlink targets are checked in scan"),
+            },
+            Kind::Dir => unreachable!("made above"),
+        };
+        data.seek(SeekFrom::Start(offset))
+            .map_err(|source| VfatError::ReadTree {
+                path: tree.to_path_buf(),
+                source,
+            })?;
+        let mut left = size;
+        while left > 0 {
+            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            data.read_exact(&mut buf[..n])
+                .map_err(|source| VfatError::ReadTree {
+                    path: tree.to_path_buf(),
+                    source,
+                })?;
+            f.write_all(&buf[..n]).map_err(|e| classify(&fs, path, e))?;
+            left -= n as u64;
         }
+        f.flush().map_err(|e| classify(&fs, path, e))?;
     }
-    drop(root);
+    drop(open);
     // Counting the free clusters records the count in the FSInfo sector (written by unmount);
     // otherwise it says "unknown" and fsck.fat notes it.
     fs.stats().map_err(wr)?;
@@ -552,169 +656,6 @@ pub fn write_params(params: &VfatParams, out: &Path) -> Result<(), VfatError> {
     f.commit().map_err(wr)
 }
 
-/// A write-back cache of 4 KiB blocks in front of the image file.
-///
-/// fatfs reads and writes FAT entries four bytes at a time; straight to the file that is one
-/// system call each. fatfs 0.3 has no buffering of its own and `fscommon::BufStream` is a plain
-/// read buffer, so this keeps the touched blocks in memory until `flush`. The cache is bounded:
-/// when it holds more than `LIMIT` blocks it is written back and cleared, in block order.
-struct SectorCache<F: Read + Write + Seek> {
-    inner: F,
-    pos: u64,
-    /// The FAT32 root directory's first cluster, once the volume is formatted.
-    root_cluster: Option<u32>,
-    blocks: BTreeMap<u64, (Box<[u8; BLOCK]>, bool)>,
-}
-
-const BLOCK: usize = 4096;
-const LIMIT: usize = 4096; // 16 MiB
-
-impl<F: Read + Write + Seek> SectorCache<F> {
-    fn new(inner: F) -> Self {
-        SectorCache {
-            inner,
-            pos: 0,
-            root_cluster: None,
-            blocks: BTreeMap::new(),
-        }
-    }
-
-    fn block(&mut self, index: u64) -> io::Result<&mut (Box<[u8; BLOCK]>, bool)> {
-        if !self.blocks.contains_key(&index) {
-            if self.blocks.len() >= LIMIT {
-                self.flush()?;
-                self.blocks.clear();
-            }
-            let mut b = Box::new([0u8; BLOCK]);
-            self.inner.seek(SeekFrom::Start(index * BLOCK as u64))?;
-            let mut got = 0;
-            while got < BLOCK {
-                match self.inner.read(&mut b[got..])? {
-                    0 => break, // past the end: reads as zeros, as a sparse file does
-                    n => got += n,
-                }
-            }
-            self.blocks.insert(index, (b, false));
-        }
-        Ok(self.blocks.get_mut(&index).expect("inserted above"))
-    }
-}
-
-impl<F: Read + Write + Seek> SectorCache<F> {
-    /// Works around a fatfs 0.3.6 bug: `create_dir` writes a long-name entry before each of the
-    /// new directory's `.` and `..` entries, so the directory starts
-    /// `[LFN "."] [.] [LFN ".."] [..]`, which fsck.fat rejects (`.` and `..` must be the first two
-    /// slots), and gives `..` of a top-level directory the root's cluster number instead of 0.
-    /// When the write that completes such a `..` entry lands (the last step of
-    /// `create_dir`, before anything else is put in the directory), the four slots are rewritten
-    /// to `[.] [..] [free] [free]`. fatfs keeps no copy of directory contents, so it then appends
-    /// the directory's children from slot 2 on.
-    fn fix_dot_entries(&mut self, end: u64) -> io::Result<()> {
-        if end < 128 || !(end - 128).is_multiple_of(SECTOR) {
-            return Ok(());
-        }
-        let start = end - 128; // sector aligned, so the 128 bytes lie in one block
-        let root_cluster = self.root_cluster;
-        let off = (start % BLOCK as u64) as usize;
-        let (b, dirty) = self.block(start / BLOCK as u64)?;
-        let s = &mut b[off..off + 128];
-        const LFN: u8 = 0x0f;
-        const DIRECTORY: u8 = 0x10;
-        let pattern = s[11] == LFN
-            && &s[32..43] == b".          "
-            && s[43] == DIRECTORY
-            && s[75] == LFN
-            && &s[96..107] == b"..         "
-            && s[107] == DIRECTORY;
-        if pattern {
-            s.copy_within(32..64, 0);
-            s.copy_within(96..128, 32);
-            s[64..128].fill(0);
-            // A `..` that points at the FAT32 root directory must say cluster 0 (FAT spec);
-            // fatfs writes the root's cluster number there.
-            let dotdot = &mut s[32..64];
-            let cluster = u32::from(u16::from_le_bytes([dotdot[26], dotdot[27]]))
-                | u32::from(u16::from_le_bytes([dotdot[20], dotdot[21]])) << 16;
-            if Some(cluster) == root_cluster {
-                dotdot[20..22].fill(0);
-                dotdot[26..28].fill(0);
-            }
-            *dirty = true;
-        }
-        Ok(())
-    }
-}
-
-impl<F: Read + Write + Seek> Read for SectorCache<F> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let index = self.pos / BLOCK as u64;
-        let off = (self.pos % BLOCK as u64) as usize;
-        let n = buf.len().min(BLOCK - off);
-        let (b, _) = self.block(index)?;
-        buf[..n].copy_from_slice(&b[off..off + n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl<F: Read + Write + Seek> Write for SectorCache<F> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let index = self.pos / BLOCK as u64;
-        let off = (self.pos % BLOCK as u64) as usize;
-        let n = buf.len().min(BLOCK - off);
-        if off == 0 && n == BLOCK && !self.blocks.contains_key(&index) {
-            // A whole block of file data: write it through, no need to cache it.
-            self.inner.seek(SeekFrom::Start(self.pos))?;
-            self.inner.write_all(&buf[..BLOCK])?;
-        } else {
-            let (b, dirty) = self.block(index)?;
-            b[off..off + n].copy_from_slice(&buf[..n]);
-            *dirty = true;
-        }
-        self.pos += n as u64;
-        if self.pos.is_multiple_of(32) {
-            self.fix_dot_entries(self.pos)?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        for (index, (b, dirty)) in self.blocks.iter_mut() {
-            if *dirty {
-                self.inner.seek(SeekFrom::Start(index * BLOCK as u64))?;
-                self.inner.write_all(&b[..])?;
-                *dirty = false;
-            }
-        }
-        self.inner.flush()
-    }
-}
-
-impl<F: Read + Write + Seek> Seek for SectorCache<F> {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.pos = match pos {
-            SeekFrom::Start(p) => p,
-            SeekFrom::Current(d) => self
-                .pos
-                .checked_add_signed(d)
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?,
-            SeekFrom::End(d) => {
-                let end = self.inner.seek(SeekFrom::End(0))?;
-                end.checked_add_signed(d).ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "seek before start")
-                })?
-            }
-        };
-        Ok(self.pos)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,6 +676,11 @@ mod tests {
         assert_eq!((dt.time.hour, dt.time.min, dt.time.sec), (0, 0, 0));
         let dt = fat_date_time(SourceDateEpoch(SourceDateEpoch::MAX));
         assert_eq!(dt.date.year, 2106);
+        let dt = fat_date_time(SourceDateEpoch(FAT_LAST));
+        assert_eq!((dt.date.year, dt.date.month, dt.date.day), (2107, 12, 31));
+        assert_eq!((dt.time.hour, dt.time.min, dt.time.sec), (23, 59, 59));
+        let dt = fat_date_time(SourceDateEpoch(u64::MAX));
+        assert_eq!((dt.date.year, dt.date.month, dt.date.day), (2107, 12, 31));
     }
 
     #[test]

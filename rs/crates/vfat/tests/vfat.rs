@@ -380,3 +380,18 @@ fn xattr_values_with_newlines_are_no_obstacle() {
     );
     assert_eq!(out.stdout, b"MZ boot");
 }
+
+#[test]
+fn epoch_beyond_fat_dates_is_refused_not_wrapped() {
+    // The CLI caps SOURCE_DATE_EPOCH at 2106; a library caller could pass more, and FAT's 7-bit
+    // year would wrap it to 1980 + (year - 1980) % 128.
+    let fx = esp_fixture();
+    let out = fx.root.join("o.vfat");
+    let e = build_vfat(&fx.tar, &out, &opts("s", 40 * MIB, 4_354_819_200)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("SOURCE_DATE_EPOCH 4354819200 is after 2107-12-31"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}

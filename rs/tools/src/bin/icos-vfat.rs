@@ -11,7 +11,11 @@ use icos_vfat::{build_vfat, write_params, VfatOptions};
     version,
     after_help = "EXAMPLE:\n  icos-vfat --tree esp.tar --out esp.vfat --seed \"$SEED\" --source-date-epoch 1700000000 \\\n            --size 64MiB --label ESP --params-out esp.params.json\n\n\
 The volume id comes from the seed and the label; every timestamp is SOURCE_DATE_EPOCH (UTC,\n\
-clamped to 1980-01-01, FAT's first day). Only directories and regular files are accepted."
+clamped to 1980-01-01, FAT's first day). Only directories and regular files are accepted;\n\
+names may hold 255 UTF-16 units and paths 259 (FAT's limits), a directory 65536 entries of\n\
+32 bytes, a file 4 GiB - 1 bytes. Names FAT compares as equal (per-character upper case) are\n\
+refused; a literal 8.3 name like LONGNA~1.TXT keeps its short name, and long names take the\n\
+next free ~N alias."
 )]
 struct Args {
     /// The tree to copy: a tar in the rootfs tar format (owners and modes are ignored).
