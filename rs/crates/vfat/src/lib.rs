@@ -21,14 +21,13 @@
 
 mod cache;
 mod names;
+mod tree;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsStr;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use cache::{LfnRename, SectorCache};
@@ -215,239 +214,6 @@ impl TimeProvider for EpochClock {
 
 static EPOCH_CLOCK: EpochClock = EpochClock;
 
-#[derive(Debug)]
-enum Kind {
-    Dir,
-    File {
-        offset: u64,
-        size: u64,
-    },
-    /// A hardlink to the file at this path (components).
-    Link(Vec<String>),
-}
-
-/// The entries of the tree, keyed by their path components, and the order to create them in.
-struct Tree {
-    entries: BTreeMap<Vec<String>, Kind>,
-    order: Vec<Vec<String>>,
-}
-
-/// A FAT file's size field has 32 bits.
-const MAX_FILE_SIZE: u64 = u32::MAX as u64;
-
-/// A FAT directory holds at most 65536 entries of 32 bytes (2 MiB).
-const MAX_DIR_SLOTS: usize = 65536;
-
-fn entry_kind_name(t: tar::EntryType) -> &'static str {
-    match t {
-        tar::EntryType::Symlink => "symlink",
-        tar::EntryType::Char => "character device",
-        tar::EntryType::Block => "block device",
-        tar::EntryType::Fifo => "fifo",
-        tar::EntryType::GNUSparse => "GNU sparse file (not in the rootfs tar format)",
-        _ => "tar entry of an unsupported type",
-    }
-}
-
-fn components(tree: &Path, raw: &Path) -> Result<Vec<String>, VfatError> {
-    let shown = raw.to_string_lossy().into_owned();
-    let mut out = Vec::new();
-    for c in raw.components() {
-        match c {
-            Component::CurDir | Component::RootDir => {}
-            Component::Normal(n) => {
-                let s = n.to_str().ok_or_else(|| VfatError::BadEntry {
-                    tree: tree.to_path_buf(),
-                    entry: shown.clone(),
-                    problem: "is not valid UTF-8, which FAT long names cannot hold".into(),
-                })?;
-                out.push(s.to_string());
-            }
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(VfatError::BadEntry {
-                    tree: tree.to_path_buf(),
-                    entry: shown,
-                    problem: "leaves the tree ('..'): the rootfs tar format has no such paths"
-                        .into(),
-                })
-            }
-        }
-    }
-    for name in &out {
-        names::check_name(name).map_err(|problem| VfatError::BadEntry {
-            tree: tree.to_path_buf(),
-            entry: shown.clone(),
-            problem,
-        })?;
-    }
-    let units = names::path_units(&out);
-    if units > names::MAX_PATH_UNITS {
-        return Err(VfatError::BadEntry {
-            tree: tree.to_path_buf(),
-            entry: shown,
-            problem: format!(
-                "has a path of {units} UTF-16 units, more than FAT's {} (260 with the trailing NUL, \
-                 counting a \\ before each component): shorten or flatten it",
-                names::MAX_PATH_UNITS
-            ),
-        });
-    }
-    Ok(out)
-}
-
-/// Reads the tar's headers (not its data) into a sorted tree, checking everything FAT needs.
-///
-/// The shared reader of icos-common, not `tar::Archive`: the tar crate splits PAX records at
-/// newlines, so a tree whose xattr value holds a 0x0A byte would fail here although FAT ignores
-/// xattrs.
-fn scan(tree: &Path, archive: &mut TarReader<BufReader<File>>) -> Result<Tree, VfatError> {
-    let rd = |source: io::Error| VfatError::ReadTree {
-        path: tree.to_path_buf(),
-        source,
-    };
-    let mut entries: BTreeMap<Vec<String>, Kind> = BTreeMap::new();
-    while let Some(e) = archive.next_entry().map_err(|e| rd(e.into()))? {
-        let raw = Path::new(OsStr::from_bytes(&e.path));
-        let shown = raw.to_string_lossy().into_owned();
-        let path = components(tree, raw)?;
-        let ty = tar::EntryType::new(e.typeflag);
-        if e.pax.iter().any(|(k, _)| k.starts_with(b"GNU.sparse.")) {
-            return Err(VfatError::Unsupported {
-                tree: tree.to_path_buf(),
-                entry: shown,
-                kind: "GNU sparse file (not in the rootfs tar format)",
-            });
-        }
-        let kind = match ty {
-            tar::EntryType::XGlobalHeader => continue, // metadata only (e.g. Python's tarfile)
-            tar::EntryType::Directory => Kind::Dir,
-            tar::EntryType::Regular | tar::EntryType::Continuous if e.size > MAX_FILE_SIZE => {
-                return Err(VfatError::BadEntry {
-                    tree: tree.to_path_buf(),
-                    entry: shown,
-                    problem: format!(
-                        "is {} bytes; a FAT file holds at most {MAX_FILE_SIZE} bytes (4 GiB - 1)",
-                        e.size
-                    ),
-                });
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File {
-                offset: e.data_pos,
-                size: e.size,
-            },
-            tar::EntryType::Link => {
-                let target = e.link.as_deref().ok_or_else(|| VfatError::BadEntry {
-                    tree: tree.to_path_buf(),
-                    entry: shown.clone(),
-                    problem: "is a hardlink without a target".into(),
-                })?;
-                Kind::Link(components(tree, Path::new(OsStr::from_bytes(target)))?)
-            }
-            other => {
-                return Err(VfatError::Unsupported {
-                    tree: tree.to_path_buf(),
-                    entry: shown,
-                    kind: entry_kind_name(other),
-                })
-            }
-        };
-        if path.is_empty() {
-            if matches!(kind, Kind::Dir) {
-                continue; // the root directory
-            }
-            return Err(VfatError::BadEntry {
-                tree: tree.to_path_buf(),
-                entry: shown,
-                problem: "names the root but is not a directory".into(),
-            });
-        }
-        if entries.insert(path, kind).is_some() {
-            return Err(VfatError::BadEntry {
-                tree: tree.to_path_buf(),
-                entry: shown,
-                problem: "appears twice in the tar".into(),
-            });
-        }
-    }
-    let bad = |path: &[String], problem: String| VfatError::BadEntry {
-        tree: tree.to_path_buf(),
-        entry: path.join("/"),
-        problem,
-    };
-    // Parents missing from the tar are directories like any other (made before their children).
-    let mut missing = Vec::new();
-    for (path, kind) in &entries {
-        for i in 1..path.len() {
-            match entries.get(&path[..i]) {
-                Some(Kind::Dir) => {}
-                Some(_) => {
-                    let parent = path[..i].join("/");
-                    return Err(bad(path, format!("is below {parent:?}, which is a file")));
-                }
-                None => missing.push(path[..i].to_vec()),
-            }
-        }
-        match kind {
-            Kind::Link(target) if !matches!(entries.get(target), Some(Kind::File { .. })) => {
-                let target = target.join("/");
-                return Err(bad(
-                    path,
-                    format!("is a hardlink to {target:?}, which is not a regular file in the tar"),
-                ));
-            }
-            _ => {}
-        }
-    }
-    for path in missing {
-        entries.insert(path, Kind::Dir);
-    }
-
-    // Names FAT cannot tell apart (its upcase table, one UTF-16 unit to one), and directories
-    // beyond FAT's 65536 entries of 32 bytes (each name takes a short-name entry and a long-name
-    // entry per 13 UTF-16 units; a subdirectory starts with "." and "..", the root with the label).
-    let mut upper: HashMap<(&[String], Vec<u16>), &[String]> = HashMap::new();
-    let mut slots: HashMap<&[String], usize> = HashMap::new();
-    for path in entries.keys() {
-        let (parent, name) = path.split_at(path.len() - 1);
-        if let Some(other) = upper.insert((parent, names::fat_upcase(&name[0])), path) {
-            return Err(VfatError::CaseCollision {
-                tree: tree.to_path_buf(),
-                a: other.join("/"),
-                b: path.join("/"),
-            });
-        }
-        let used = slots
-            .entry(parent)
-            .or_insert(if parent.is_empty() { 1 } else { 2 });
-        *used += 1 + name[0].encode_utf16().count().div_ceil(13);
-        if *used > MAX_DIR_SLOTS {
-            let dir = if parent.is_empty() {
-                "/".to_string()
-            } else {
-                parent.join("/")
-            };
-            return Err(VfatError::BadEntry {
-                tree: tree.to_path_buf(),
-                entry: dir,
-                problem: format!(
-                    "needs more than FAT's {MAX_DIR_SLOTS} directory entries of 32 bytes: spread its \
-                     children over subdirectories"
-                ),
-            });
-        }
-    }
-
-    // Creation order: depth first, parents before children; among siblings, literal short names
-    // of the alias form first (see `names`), then bytewise.
-    let mut order: Vec<Vec<String>> = entries.keys().cloned().collect();
-    order.sort_by_cached_key(|path| {
-        path.iter()
-            .map(|c| (!names::claims_alias_form(c), c.clone()))
-            .collect::<Vec<_>>()
-    });
-    Ok(Tree { entries, order })
-}
-
 /// What fatfs made for an entry.
 enum Made<D, F> {
     Dir(D),
@@ -482,7 +248,8 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
         source,
     })?;
     let mut archive = TarReader::seekable(BufReader::new(file));
-    let sorted = scan(tree, &mut archive)?;
+    let mut sorted = tree::scan(tree, &mut archive)?;
+    let order = sorted.creation_order();
     let mut data = archive.into_inner();
 
     let wr = |source: io::Error| VfatError::Write {
@@ -529,20 +296,20 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
         return Err(too_small());
     }
     let cluster_size = fs.cluster_size();
-    let full = |entry: &[String]| VfatError::Full {
+    let full = |entry: &str| VfatError::Full {
         tree: tree.to_path_buf(),
         size: opts.size,
-        entry: entry.join("/"),
+        entry: entry.to_string(),
     };
     // An error while writing is "full" when no free cluster is left; otherwise it is reported as is.
-    let classify = |fs: &FileSystem<&mut SectorCache<&mut File>>,
-                    entry: &[String],
-                    e: io::Error| match fs.stats() {
-        Ok(s) if s.free_clusters() == 0 => full(entry),
-        _ => VfatError::Write {
-            path: out.to_path_buf(),
-            source: io::Error::new(e.kind(), format!("at {:?}: {e}", entry.join("/"))),
-        },
+    let classify = |fs: &FileSystem<&mut SectorCache<&mut File>>, entry: &str, e: io::Error| {
+        match fs.stats() {
+            Ok(s) if s.free_clusters() == 0 => full(entry),
+            _ => VfatError::Write {
+                path: out.to_path_buf(),
+                source: io::Error::new(e.kind(), format!("at {entry:?}: {e}")),
+            },
+        }
     };
 
     let mut buf = vec![0u8; 1 << 16];
@@ -550,13 +317,15 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
     // names made in each: entries come depth first, so each is made in the last directory kept
     // after cutting the stack to its depth, and no path is walked from the root again.
     let mut open = vec![(fs.root_dir(), HashSet::new())];
-    for path in &sorted.order {
-        open.truncate(path.len());
+    for &(id, depth) in &order {
+        open.truncate(depth);
         let (dir, taken) = open.last_mut().expect("parents come before their children");
-        let name = path.last().expect("the root is not an entry");
+        let node = &sorted.nodes[id];
+        let name = &node.name;
+        let entry = || sorted.path(id);
         let plan = names::plan(name, taken).map_err(|problem| VfatError::BadEntry {
             tree: tree.to_path_buf(),
-            entry: path.join("/"),
+            entry: entry(),
             problem,
         })?;
         let fatfs_name = match &plan {
@@ -571,12 +340,11 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
             }
         };
         taken.insert(names::fatfs_key(name));
-        let kind = &sorted.entries[path];
-        let made = match kind {
-            Kind::Dir => dir.create_dir(&fatfs_name).map(Made::Dir),
-            Kind::File { .. } | Kind::Link(_) => dir.create_file(&fatfs_name).map(Made::File),
+        let made = match node.kind {
+            tree::Kind::Dir { .. } => dir.create_dir(&fatfs_name).map(Made::Dir),
+            _ => dir.create_file(&fatfs_name).map(Made::File),
         }
-        .map_err(|e| classify(&fs, path, e))?;
+        .map_err(|e| classify(&fs, &entry(), e))?;
         if let Some(r) = rename.borrow_mut().take() {
             if r.slots_done != r.slots() {
                 return Err(VfatError::Write {
@@ -584,7 +352,7 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
                     source: io::Error::other(format!(
                         "at {:?}: {} of its {} long-name entries were renamed from the placeholder \
                          {fatfs_name:?} (a fatfs change?)",
-                        path.join("/"),
+                        entry(),
                         r.slots_done,
                         r.slots()
                     )),
@@ -598,14 +366,9 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
             }
             Made::File(f) => f,
         };
-        let (offset, size) = match kind {
-            Kind::File { offset, size } => (*offset, *size),
-            Kind::Link(target) => match sorted.entries.get(target) {
-                Some(Kind::File { offset, size }) => (*offset, *size),
-                _ => unreachable!("hardlink targets are checked in scan"),
-            },
-            Kind::Dir => unreachable!("made above"),
-        };
+        let (offset, size) = sorted
+            .data(id)
+            .expect("files and resolved hardlinks have data (scan)");
         data.seek(SeekFrom::Start(offset))
             .map_err(|source| VfatError::ReadTree {
                 path: tree.to_path_buf(),
@@ -619,10 +382,11 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
                     path: tree.to_path_buf(),
                     source,
                 })?;
-            f.write_all(&buf[..n]).map_err(|e| classify(&fs, path, e))?;
+            f.write_all(&buf[..n])
+                .map_err(|e| classify(&fs, &entry(), e))?;
             left -= n as u64;
         }
-        f.flush().map_err(|e| classify(&fs, path, e))?;
+        f.flush().map_err(|e| classify(&fs, &entry(), e))?;
     }
     drop(open);
     // Counting the free clusters records the count in the FSInfo sector (written by unmount);
