@@ -1,7 +1,7 @@
 //! The block cache every fatfs access goes through, and the fixes applied to what fatfs writes.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::rc::Rc;
 
@@ -11,7 +11,7 @@ use crate::SECTOR;
 ///
 /// fatfs reads and writes FAT entries four bytes at a time; straight to the file that is one
 /// system call each. fatfs 0.3 has no buffering of its own and `fscommon::BufStream` is a plain
-/// read buffer, so this keeps the touched blocks in memory until `flush`. The cache is bounded:
+/// read buffer, so this keeps the touched blocks in memory until `write_back`. The cache is bounded:
 /// when it holds more than `LIMIT` blocks it is written back and cleared, in block order.
 pub(crate) struct SectorCache<F: Read + Write + Seek> {
     inner: F,
@@ -20,7 +20,10 @@ pub(crate) struct SectorCache<F: Read + Write + Seek> {
     pub(crate) root_cluster: Option<u32>,
     /// A long name to put in place of a placeholder while fatfs writes it (see [`LfnRename`]).
     rename: Rc<RefCell<Option<LfnRename>>>,
-    blocks: BTreeMap<u64, (Box<[u8; BLOCK]>, bool)>,
+    blocks: BTreeMap<u64, Box<[u8; BLOCK]>>,
+    /// The blocks changed since the last flush: fatfs flushes after every file, and a flush
+    /// must cost what changed, not the whole cache.
+    dirty: BTreeSet<u64>,
 }
 
 const BLOCK: usize = 4096;
@@ -34,13 +37,25 @@ impl<F: Read + Write + Seek> SectorCache<F> {
             root_cluster: None,
             rename,
             blocks: BTreeMap::new(),
+            dirty: BTreeSet::new(),
         }
     }
 
-    fn block(&mut self, index: u64) -> io::Result<&mut (Box<[u8; BLOCK]>, bool)> {
+    /// Writes every changed block to the file, in block order.
+    pub(crate) fn write_back(&mut self) -> io::Result<()> {
+        for index in std::mem::take(&mut self.dirty) {
+            let b = &self.blocks[&index];
+            self.inner.seek(SeekFrom::Start(index * BLOCK as u64))?;
+            self.inner.write_all(&b[..])?;
+        }
+        self.inner.flush()
+    }
+
+    /// Block `index`, read in if need be (callers that change it add it to `dirty`).
+    fn block(&mut self, index: u64) -> io::Result<&mut [u8; BLOCK]> {
         if !self.blocks.contains_key(&index) {
             if self.blocks.len() >= LIMIT {
-                self.flush()?;
+                self.write_back()?;
                 self.blocks.clear();
             }
             let mut b = Box::new([0u8; BLOCK]);
@@ -52,7 +67,7 @@ impl<F: Read + Write + Seek> SectorCache<F> {
                     n => got += n,
                 }
             }
-            self.blocks.insert(index, (b, false));
+            self.blocks.insert(index, b);
         }
         Ok(self.blocks.get_mut(&index).expect("inserted above"))
     }
@@ -74,8 +89,8 @@ impl<F: Read + Write + Seek> SectorCache<F> {
         let start = end - 128; // sector aligned, so the 128 bytes lie in one block
         let root_cluster = self.root_cluster;
         let off = (start % BLOCK as u64) as usize;
-        let (b, dirty) = self.block(start / BLOCK as u64)?;
-        let s = &mut b[off..off + 128];
+        let index = start / BLOCK as u64;
+        let s = &mut self.block(index)?[off..off + 128];
         const LFN: u8 = 0x0f;
         const DIRECTORY: u8 = 0x10;
         let pattern = s[11] == LFN
@@ -97,7 +112,7 @@ impl<F: Read + Write + Seek> SectorCache<F> {
                 dotdot[20..22].fill(0);
                 dotdot[26..28].fill(0);
             }
-            *dirty = true;
+            self.dirty.insert(index);
         }
         Ok(())
     }
@@ -114,8 +129,8 @@ impl<F: Read + Write + Seek> SectorCache<F> {
         };
         let start = end - 32; // 32-byte aligned, so the slot lies in one block
         let off = (start % BLOCK as u64) as usize;
-        let (b, dirty) = self.block(start / BLOCK as u64)?;
-        let slot = &mut b[off..off + 32];
+        let index = start / BLOCK as u64;
+        let slot = &mut self.block(index)?[off..off + 32];
         const LFN: u8 = 0x0f;
         if slot[11] != LFN {
             return Ok(());
@@ -128,7 +143,7 @@ impl<F: Read + Write + Seek> SectorCache<F> {
             let at = LFN_UNIT_OFFSETS[i];
             slot[at..at + 2].copy_from_slice(&unit.to_le_bytes());
         }
-        *dirty = true;
+        self.dirty.insert(index);
         r.slots_done += 1;
         Ok(())
     }
@@ -181,7 +196,7 @@ impl<F: Read + Write + Seek> Read for SectorCache<F> {
         let index = self.pos / BLOCK as u64;
         let off = (self.pos % BLOCK as u64) as usize;
         let n = buf.len().min(BLOCK - off);
-        let (b, _) = self.block(index)?;
+        let b = self.block(index)?;
         buf[..n].copy_from_slice(&b[off..off + n]);
         self.pos += n as u64;
         Ok(n)
@@ -201,9 +216,8 @@ impl<F: Read + Write + Seek> Write for SectorCache<F> {
             self.inner.seek(SeekFrom::Start(self.pos))?;
             self.inner.write_all(&buf[..BLOCK])?;
         } else {
-            let (b, dirty) = self.block(index)?;
-            b[off..off + n].copy_from_slice(&buf[..n]);
-            *dirty = true;
+            self.block(index)?[off..off + n].copy_from_slice(&buf[..n]);
+            self.dirty.insert(index);
         }
         self.pos += n as u64;
         if self.pos.is_multiple_of(32) {
@@ -213,15 +227,11 @@ impl<F: Read + Write + Seek> Write for SectorCache<F> {
         Ok(n)
     }
 
+    /// Nothing: fatfs flushes after every file it closes, and writing the changed blocks back
+    /// then would cost system calls per file for blocks that change again with the next one.
+    /// The cache writes back when it is full and when its owner calls [`SectorCache::write_back`].
     fn flush(&mut self) -> io::Result<()> {
-        for (index, (b, dirty)) in self.blocks.iter_mut() {
-            if *dirty {
-                self.inner.seek(SeekFrom::Start(index * BLOCK as u64))?;
-                self.inner.write_all(&b[..])?;
-                *dirty = false;
-            }
-        }
-        self.inner.flush()
+        Ok(())
     }
 }
 

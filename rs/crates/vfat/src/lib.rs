@@ -277,7 +277,7 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
             io::ErrorKind::Other => too_small(),
             _ => wr(e),
         })?;
-        disk.flush().map_err(wr)?;
+        disk.write_back().map_err(wr)?;
     }
     image.file().seek(SeekFrom::Start(0)).map_err(wr)?;
 
@@ -393,7 +393,7 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
     // otherwise it says "unknown" and fsck.fat notes it.
     fs.stats().map_err(wr)?;
     fs.unmount().map_err(wr)?;
-    disk.flush().map_err(wr)?;
+    disk.write_back().map_err(wr)?;
     drop(disk);
     image.commit().map_err(wr)?;
 
