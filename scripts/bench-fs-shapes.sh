@@ -125,7 +125,7 @@ run_tool() { # run_tool BIN_DIR SHAPE TAR IMAGE
   esac
 }
 export -f run_tool
-export EPOCH
+export EPOCH RUST_BACKTRACE=0  # refusals print their message, not a backtrace
 
 printf '%-14s %10s %10s %9s  %s\n' shape entries "wall (s)" "RSS MiB" result
 for shape in $SHAPES; do
