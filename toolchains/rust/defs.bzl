@@ -36,11 +36,11 @@ CONFIG
 export PATH="$toolchain:/usr/bin:/bin" CARGO_HOME="$work/home" CARGO_INCREMENTAL=0 \\
   RUSTC="$toolchain/rustc" CC="$toolchain/cc" AR="$toolchain/ar" \\
   CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER="$toolchain/cc" \\
-  RUSTFLAGS="--remap-path-prefix=$execroot=/icos --remap-path-prefix=$work=/cargo"
+  RUSTFLAGS="--remap-path-prefix=$execroot=/icos --remap-path-prefix=$work=/cargo{rustflags}"
 "$toolchain/cargo" build --quiet --release --locked --offline --manifest-path "{manifest}" \\
-  --target-dir "$work/target" -p icos-tools --bins
+  --target-dir "$work/target" {target_flag} -p {package} --bins
 for bin in {bins}; do
-  cp "$work/target/release/$bin" "{outdir}/$bin"
+  cp "$work/target/{target_subdir}release/$bin" "{outdir}/$bin"
 done
 # The workspace version, read by bash itself: no program beyond bash and coreutils shapes the identity.
 version="" version_line='^version = "(.*)"$'
@@ -58,6 +58,7 @@ done < "{workspace_manifest}"
 """
 
 def _icos_rust_tools_impl(ctx):
+    static = ctx.attr.static
     outs = {}
     for name in ctx.attr.binaries:
         outs[name] = ctx.actions.declare_file(ctx.attr.name + "/" + name)
@@ -79,9 +80,15 @@ def _icos_rust_tools_impl(ctx):
             identity = identity.path,
             bins = " ".join(ctx.attr.binaries),
             outdir = first.dirname,
+            package = ctx.attr.package,
+            # Static binaries need an explicit --target, so RUSTFLAGS reach only what runs on the
+            # node, never build scripts or proc macros (which must stay dynamic).
+            rustflags = " -C target-feature=+crt-static" if static else "",
+            target_flag = "--target x86_64-unknown-linux-gnu" if static else "",
+            target_subdir = "x86_64-unknown-linux-gnu/" if static else "",
         ),
-        mnemonic = "CargoBuild",
-        progress_message = "Building the icos Rust tools (cargo build --release, offline)",
+        mnemonic = "CargoBuildNode" if static else "CargoBuild",
+        progress_message = "Building the icos %s tools (cargo build --release, offline)" % ("node" if static else "Rust"),
     )
     return [
         DefaultInfo(files = depset(list(outs.values()) + [identity])),
@@ -90,11 +97,13 @@ def _icos_rust_tools_impl(ctx):
 
 icos_rust_tools = rule(
     implementation = _icos_rust_tools_impl,
-    doc = "Builds the binaries of the `icos-tools` crate with the pinned toolchain, offline, from vendored crates.",
+    doc = "Builds the binaries of one package of `rs/` with the pinned toolchain, offline, from vendored crates.",
     attrs = {
-        "binaries": attr.string_list(mandatory = True, doc = "Binary names of the icos-tools crate to build and expose."),
+        "binaries": attr.string_list(mandatory = True, doc = "Binary names of `package` to build and expose."),
         "cargo_lock": attr.label(allow_single_file = True, mandatory = True, doc = "rs/Cargo.lock."),
+        "package": attr.string(default = "icos-tools", doc = "The Cargo package whose binaries to build."),
         "srcs": attr.label_list(allow_files = True, mandatory = True, doc = "Every source file of the rs/ workspace."),
+        "static": attr.bool(default = False, doc = "Link statically (glibc's crt-static): binaries that run on a node, in its initramfs or root filesystem, with no library beside them."),
         "toolchain": attr.label(mandatory = True, doc = "@icos_rust_toolchain//:files: the pinned toolchain tree and its wrappers."),
         "toolchain_identity": attr.label(allow_single_file = True, mandatory = True, doc = "@icos_rust_toolchain//:identity.txt."),
         "vendor": attr.label(mandatory = True, doc = "@icos_cargo_vendor//:vendor."),
