@@ -35,6 +35,44 @@ icos_deb_layer = rule(
     }),
 )
 
+def _icos_deb_file_impl(ctx):
+    out = ctx.actions.declare_file(ctx.attr.out)
+    args = ctx.actions.args()
+    args.add("--deb", ctx.file.deb)
+    args.add("--sha256", ctx.attr.sha256)
+    args.add("--extract", ctx.attr.member)
+    args.add("--out", out)
+    ctx.actions.run(
+        executable = icos_tool(ctx, "icos-deb"),
+        arguments = [args],
+        inputs = [ctx.file.deb],
+        outputs = [out],
+        mnemonic = "IcosDebFile",
+        progress_message = "Taking %s from %s" % (out.short_path, ctx.file.deb.owner.workspace_name),
+    )
+    return [DefaultInfo(files = depset([out]))]
+
+icos_deb_file = rule(
+    implementation = _icos_deb_file_impl,
+    doc = "Copies one regular-file member of a pinned .deb to a file (`icos-deb --extract`).",
+    attrs = dict(TOOLS_ATTRS, **{
+        "deb": attr.label(allow_single_file = [".deb"], mandatory = True, doc = "The package."),
+        "member": attr.string(mandatory = True, doc = "Absolute path of the member, e.g. /boot/vmlinuz-6.1.0-50-amd64."),
+        "out": attr.string(mandatory = True, doc = "Output file name."),
+        "sha256": attr.string(mandatory = True, doc = "The package's pinned sha256 (sha256:<hex>), checked before reading."),
+    }),
+)
+
+def debian_file(name, package, **kwargs):
+    """icos_deb_file for a package pinned in toolchains/debian/packages.bzl."""
+    pin = DEBIAN_PACKAGES[package]
+    icos_deb_file(
+        name = name,
+        deb = "@%s//:package.deb" % package,
+        sha256 = "sha256:" + pin["sha256"],
+        **kwargs
+    )
+
 def debian_layer(name, package, **kwargs):
     """icos_deb_layer for a package pinned in toolchains/debian/packages.bzl, e.g. package = "debian_linux_image"."""
     pin = DEBIAN_PACKAGES[package]

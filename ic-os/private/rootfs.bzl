@@ -35,12 +35,16 @@ def _icos_rootfs_impl(ctx):
         inputs.append(ctx.file.spec)
 
         # A spec names its sources relative to its own directory; generated sources (layers and
-        # files made by other rules of the same package) are found under the output tree's twin.
+        # files made by other rules) are found under the output tree's twin of this package, then
+        # in the directory of each generated file in srcs (e.g. another image's os-release).
         generated = ctx.bin_dir.path + "/" + ctx.label.package
         if ctx.attr.generated_subdir:
             generated += "/" + ctx.attr.generated_subdir
-        args.add("--source-root", ctx.file.spec.dirname)
-        args.add("--source-root", generated)
+        roots = [ctx.file.spec.dirname, generated]
+        for f in ctx.files.srcs:
+            if not f.is_source and f.dirname not in roots:
+                roots.append(f.dirname)
+        args.add_all(roots, before_each = "--source-root")
     args.add("--source-date-epoch", str(ctx.attr.source_date_epoch))
     args.add("--out", tar)
     args.add("--manifest", manifest)
@@ -74,6 +78,6 @@ Outputs `<name>.tar` and `<name>.manifest.json` (or the names given by `out` / `
         "platform": attr.string(default = "linux/amd64", doc = "Platform to pick when base_digest names an index."),
         "source_date_epoch": attr.int(mandatory = True, doc = "Every mtime is clamped to this (seconds since 1970)."),
         "spec": attr.label(allow_single_file = [".toml"], doc = "The image description (image.toml format, README)."),
-        "srcs": attr.label_list(allow_files = True, doc = "Files and extra layers the spec names (paths relative to the spec's directory)."),
+        "srcs": attr.label_list(allow_files = True, doc = "Files and extra layers the spec names: paths relative to the spec's directory, or, for generated files, their name in this package's output directory (or `generated_subdir`) or in their own."),
     }),
 )
