@@ -7,6 +7,18 @@ SOURCE_DATE_EPOCH = 1764028800
 # Every UUID, volume id and GUID of the default image derives from this seed (ARCHITECTURE.md, "Seeds").
 SEED = "icos-default-v1"
 
+# The default image's version (IMAGE_VERSION): what systemd-boot sorts by and a node compares before
+# it accepts an upgrade. Raise it with every release.
+VERSION = "1"
+
+# The default image's os-release fields; icos_image adds IMAGE_ID and IMAGE_VERSION.
+OS_RELEASE = {
+    "HOME_URL": "https://icos.invalid/",
+    "ID": "icos",
+    "NAME": "icos",
+    "PRETTY_NAME": "icos default image",
+}
+
 # The pinned base: ic-os/base/layout, made by scripts/make-base.py from busybox-static 1:1.35.0-4+deb12u1+b1.
 BASE_DIGEST = "sha256:a65d5277d1f31697198c67407ccb612403fe1d27c8696083906e908b364ac6ae"
 
@@ -27,5 +39,10 @@ KERNEL = struct(
         "kernel/fs/jbd2/jbd2.ko",
         "kernel/fs/mbcache.ko",
         "kernel/lib/crc16.ko",
+        # dm-verity for the verified root, and what it needs.
+        "kernel/drivers/md/dm-bufio.ko",
+        "kernel/drivers/md/dm-mod.ko",
+        "kernel/drivers/md/dm-verity.ko",
+        "kernel/lib/reed_solomon/reed_solomon.ko",
     ],
 )
