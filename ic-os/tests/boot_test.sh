@@ -39,5 +39,6 @@ grep -aqE "ICOS-VERITY table root: 0 [0-9]+ verity 1 .* sha256 $root_hash " "$lo
   fail "the live dm-verity table does not carry the manifest's root hash $root_hash"
 grep -aqE "ICOS-VERITY status root: 0 [0-9]+ verity V" "$log" || fail "dm-verity's status is not V (verified)"
 grep -aq "root_a (vda3) verified by root_a_verity (vda4)" "$log" || fail "the initramfs did not name slot A"
+grep -aq "ICOS-VAR /dev/vda7 rw on /var/lib/icos" "$log" || fail "the data partition var is not mounted writable"
 echo "PASS: booted the verified root in $((SECONDS - start)) s:"
 grep -a "ICOS-\|icos-veritysetup" "$log"
