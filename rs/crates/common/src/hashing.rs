@@ -1,4 +1,3 @@
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -96,9 +95,15 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// The sha256 and size of a file, streamed.
+/// The sha256 and size of a file, streamed. Follows symbolic links, but refuses a path that is not
+/// a regular file (a FIFO would block, a directory has no bytes to hash).
 pub fn sha256_file(path: &Path) -> io::Result<(Digest, u64)> {
-    let mut reader = HashingReader::new(File::open(path)?);
+    sha256_reader(crate::open_regular(path)?)
+}
+
+/// The sha256 and length of everything `reader` yields, streamed.
+pub fn sha256_reader(reader: impl Read) -> io::Result<(Digest, u64)> {
+    let mut reader = HashingReader::new(reader);
     io::copy(&mut reader, &mut io::sink())?;
     Ok(reader.finish())
 }

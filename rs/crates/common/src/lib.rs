@@ -8,6 +8,8 @@
 //! - [`progress`]: progress bars that only draw on a terminal.
 //! - [`seed`]: UUIDs and ids derived from the build seed.
 //! - [`parse_size`]: `64MiB`-style sizes.
+//! - [`safe_open`]: open an input only if it is a regular file (optionally refusing symlinks),
+//!   never blocking on a FIFO.
 //! - [`tarread`]: the tar reader every tool uses (PAX records parsed by their length prefix).
 
 mod atomic;
@@ -15,6 +17,7 @@ mod digest;
 mod epoch;
 mod hashing;
 pub mod progress;
+pub mod safe_open;
 pub mod seed;
 mod size;
 pub mod tarread;
@@ -22,7 +25,8 @@ pub mod tarread;
 pub use atomic::AtomicFile;
 pub use digest::{Digest, DigestError};
 pub use epoch::{EpochError, SourceDateEpoch};
-pub use hashing::{sha256_file, HashingReader, HashingWriter};
+pub use hashing::{sha256_file, sha256_reader, HashingReader, HashingWriter};
+pub use safe_open::{open_regular, open_regular_nofollow, NotRegular};
 pub use size::parse_size;
 
 /// The version string every tool records in the manifests it writes.
