@@ -11,7 +11,6 @@ use icos_release::manifest::{
     build_manifest, write_manifest, InputRef, ManifestError, ManifestInputs, ToolRef,
 };
 use icos_release::pack::{pack, PackError, PackInput, PackOptions};
-use icos_release::sums::{check_sums, write_sums, SumProblem};
 use icos_testsupport::{noise, run_checker};
 
 const MIB: u64 = 1 << 20;
@@ -257,58 +256,6 @@ fn pack_refuses_bad_requests_and_leaves_nothing() {
         1,
         "temporary files left behind"
     );
-}
-
-#[test]
-fn sums_are_coreutils_compatible_and_checked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let sub = dir.join("sub");
-    fs::create_dir(&sub).unwrap();
-    fs::write(dir.join("b.tar.zst"), b"bbb").unwrap();
-    fs::write(dir.join("a manifest.json"), b"{}\n").unwrap();
-    fs::write(sub.join("C"), b"c").unwrap();
-    let sums = dir.join("SHA256SUMS");
-    let files = vec![
-        dir.join("b.tar.zst"),
-        sub.join("C"),
-        dir.join("a manifest.json"),
-    ];
-    write_sums(&files, &sums).unwrap();
-    let text = fs::read_to_string(&sums).unwrap();
-    let names: Vec<&str> = text.lines().map(|l| &l[66..]).collect();
-    assert_eq!(
-        names,
-        ["C", "a manifest.json", "b.tar.zst"],
-        "bytewise order"
-    );
-    fs::copy(sub.join("C"), dir.join("C")).unwrap();
-    let (ok, out) = run(
-        "sha256sum",
-        "coreutils",
-        &["-c", "--strict", "SHA256SUMS"],
-        dir,
-    );
-    assert!(ok, "sha256sum -c: {out}");
-    assert_eq!(check_sums(&sums).unwrap(), (vec![], 3));
-
-    fs::write(dir.join("b.tar.zst"), b"tampered").unwrap();
-    fs::remove_file(dir.join("C")).unwrap();
-    let (problems, _) = check_sums(&sums).unwrap();
-    assert_eq!(problems.len(), 2);
-    assert_eq!(problems[0], SumProblem::Missing { name: "C".into() });
-    assert!(matches!(&problems[1], SumProblem::Mismatch { name, .. } if name == "b.tar.zst"));
-    assert!(problems[1].to_string().contains("b.tar.zst: FAILED"));
-    let (ok, _) = run("sha256sum", "coreutils", &["-c", "SHA256SUMS"], dir);
-    assert!(!ok, "sha256sum agrees that the files are bad");
-
-    let e = write_sums(
-        &[dir.join("b.tar.zst"), sub.join("b.tar.zst")],
-        &dir.join("S2"),
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("same base name"), "{e}");
-    assert!(!dir.join("S2").exists());
 }
 
 fn rootfs_manifest(path: &Path, epoch: u64) {

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -10,9 +11,12 @@ use icos_release::sums::{check_sums, write_sums};
     version,
     after_help = "EXAMPLES:\n  icos-sums --out release/SHA256SUMS release/disk-img.tar.zst release/build-manifest.json\n  \
 icos-sums --check release/SHA256SUMS\n\n\
-Names are base names; `sha256sum -c SHA256SUMS` in the same directory verifies the file too.\n\
---check resolves names against the directory of SHA256SUMS and exits non-zero naming each\n\
-missing or mismatched file."
+Names are base names; `sha256sum -c --strict SHA256SUMS` in the same directory verifies the file too.\n\
+--check behaves like `sha256sum -c --strict` run in the directory of SHA256SUMS, and is stricter:\n\
+every listed name must be a plain file name (one path component: not '.', '..', absolute or\n\
+containing '/' or '\\') of a regular file, symbolic links are not followed, FIFOs and devices are\n\
+refused without blocking, lines are at most 4096 bytes, and a list without a single file fails.\n\
+It names each failing line or file and why, and exits 1 if any failed."
 )]
 struct Args {
     /// The SHA256SUMS file to write.
@@ -25,28 +29,44 @@ struct Args {
     files: Vec<PathBuf>,
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn run(args: Args) -> Result<()> {
     if let Some(sums) = &args.check {
         if !args.files.is_empty() {
             bail!("--check takes no files: it verifies the ones SHA256SUMS lists");
         }
-        let (problems, count) =
-            check_sums(sums).with_context(|| format!("icos-sums: checking {}", sums.display()))?;
-        for p in &problems {
-            eprintln!("{p}");
+        let check = check_sums(sums).with_context(|| format!("checking {}", sums.display()))?;
+        for p in &check.problems {
+            eprintln!("{}: {p}", sums.display());
         }
-        if !problems.is_empty() {
+        if check.failed > check.problems.len() {
+            eprintln!(
+                "{}: … and {} more problems",
+                sums.display(),
+                check.failed - check.problems.len()
+            );
+        }
+        if check.failed > 0 {
             bail!(
-                "{} of {count} files listed in {} failed verification",
-                problems.len(),
+                "{} of {} lines of {} failed verification",
+                check.failed,
+                check.lines,
                 sums.display()
             );
         }
+        println!("{}: {} files OK", sums.display(), check.ok);
         return Ok(());
     }
     let out = args.out.expect("clap requires --out without --check");
-    write_sums(&args.files, &out)
-        .with_context(|| format!("icos-sums: writing {}", out.display()))?;
+    write_sums(&args.files, &out).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("icos-sums: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
