@@ -1,7 +1,9 @@
 //! Minisign key pairs: generation, loading (ours and stock `minisign -G`), passwords.
 //!
-//! Key files are in minisign's format, written and decrypted by the `minisign` crate (scrypt
-//! `Sc` key derivation, BLAKE2b checksum), so stock `minisign` reads ours and we read its.
+//! Key files are in minisign's format (scrypt `Sc` key derivation, BLAKE2b checksum), so stock
+//! `minisign` reads ours and we read its. New encrypted keys cost what stock `minisign -G`'s cost
+//! to brute-force ([`KdfLimits::MINISIGN_DEFAULT`]); keys are decrypted by the `minisign` crate,
+//! whatever limits they were made with (up to minisign's own maximum, 1 GiB).
 //! Nothing here prints, and no `Debug`/`Display` shows a password or secret key bytes.
 
 use std::fmt;
@@ -26,6 +28,12 @@ const SECRET_KEY_COMMENT_UNENCRYPTED: &str = "icos-sign UNENCRYPTED secret key";
 // Layout of a decoded minisign secret key: sig_alg(2) kdf_alg(2) chk_alg(2) salt(32) ops(8) mem(8)
 // keynum(8) sk(64) chk(32).
 const SK_LEN: usize = 158;
+const SK_KDF_ALG: std::ops::Range<usize> = 2..4;
+const SK_SALT: std::ops::Range<usize> = 6..38;
+const SK_OPSLIMIT: std::ops::Range<usize> = 38..46;
+const SK_MEMLIMIT: std::ops::Range<usize> = 46..54;
+/// What scrypt encrypts: key id, secret key and checksum.
+const SK_ENCRYPTED: std::ops::RangeFrom<usize> = 54..;
 const SK_KEYNUM: std::ops::Range<usize> = 54..62;
 const SK_KEY: std::ops::Range<usize> = 62..126;
 const SK_CHK: std::ops::Range<usize> = 126..158;
@@ -48,6 +56,8 @@ pub enum KeyError {
     Write { path: PathBuf, source: io::Error },
     #[error("key generation failed: {0}")]
     Generate(String),
+    #[error("scrypt limits opslimit {opslimit}, memlimit {memlimit} are out of minisign's range (memlimit at most 1 GiB, N at most 2^20)")]
+    BadLimits { opslimit: u64, memlimit: u64 },
     #[error("cannot read secret key {path}: {source}")]
     ReadSecret { path: PathBuf, source: io::Error },
     #[error("{path} is not a minisign secret key ({reason}): pass the file written by `icos-sign keygen` or `minisign -G` (the .key, not the .pub)")]
@@ -174,7 +184,59 @@ impl KeyId {
     }
 }
 
+/// The scrypt cost of a password-protected secret key, as minisign stores it in the key file:
+/// libsodium's `opslimit` and `memlimit`, from which scrypt's N, r and p follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KdfLimits {
+    pub opslimit: u64,
+    pub memlimit: u64,
+}
+
+impl KdfLimits {
+    /// What stock `minisign -G` writes (libsodium's "sensitive" scryptsalsa208sha256 limits):
+    /// N = 2^20, r = 8, p = 1, 1 GiB of memory per guess.
+    pub const MINISIGN_DEFAULT: KdfLimits = KdfLimits {
+        opslimit: 33_554_432,
+        memlimit: 1_073_741_824,
+    };
+
+    /// scrypt's parameters for these limits, derived as libsodium (and so stock minisign and the
+    /// `minisign` crate) derives them; `None` past minisign's maximum (N > 2^20 or > 1 GiB).
+    ///
+    /// Written out here because the `minisign` crate only encrypts with its own, 32 times
+    /// cheaper limits (opslimit 2^20, memlimit 32 MiB) and keeps this derivation private.
+    pub fn scrypt_params(self) -> Option<scrypt::Params> {
+        const R: u64 = 8;
+        const N_LOG2_MAX: u8 = 20;
+        if self.memlimit > 1 << 30 {
+            return None;
+        }
+        let ops = self.opslimit.max(32_768);
+        let mut n_log2 = 1u8;
+        let p;
+        if ops < self.memlimit / 32 {
+            p = 1;
+            let max_n = ops / (R * 4);
+            while n_log2 < 63 && 1u64 << n_log2 <= max_n / 2 {
+                n_log2 += 1;
+            }
+        } else {
+            let max_n = self.memlimit / (R * 128);
+            while n_log2 < 63 && 1u64 << n_log2 <= max_n / 2 {
+                n_log2 += 1;
+            }
+            let max_rp = ((ops / 4) / (1u64 << n_log2)).min(0x3fff_ffff);
+            p = (max_rp / R) as u32;
+        }
+        if n_log2 > N_LOG2_MAX {
+            return None;
+        }
+        scrypt::Params::new(n_log2, R as u32, p, scrypt::Params::RECOMMENDED_LEN).ok()
+    }
+}
+
 /// Writes a new key pair; returns its key id. Refuses to overwrite either file unless `force`.
+/// A password-protected key gets stock `minisign -G`'s scrypt limits.
 ///
 /// The public key is written through [`AtomicFile`]. The secret key is written the same way
 /// (temporary file beside the target, renamed on success) but keeps mode 0600 throughout, which
@@ -184,6 +246,24 @@ pub fn keygen(
     public_path: &Path,
     protection: &Protection,
     force: bool,
+) -> Result<KeyId, KeyError> {
+    keygen_with_limits(
+        secret_path,
+        public_path,
+        protection,
+        force,
+        KdfLimits::MINISIGN_DEFAULT,
+    )
+}
+
+/// [`keygen`] with the scrypt limits of a password-protected key chosen by the caller (tests use
+/// cheap ones; releases use [`keygen`]).
+pub fn keygen_with_limits(
+    secret_path: &Path,
+    public_path: &Path,
+    protection: &Protection,
+    force: bool,
+    limits: KdfLimits,
 ) -> Result<KeyId, KeyError> {
     if secret_path == public_path {
         return Err(KeyError::SamePath {
@@ -197,26 +277,14 @@ pub fn keygen(
             }
         }
     }
-    let pair = match protection {
-        Protection::Password(p) => minisign::KeyPair::generate_encrypted_keypair(Some(p.expose())),
-        Protection::Unencrypted => minisign::KeyPair::generate_unencrypted_keypair(),
-    }
-    .map_err(|e| KeyError::Generate(e.to_string()))?;
-    let comment = match protection {
-        Protection::Password(_) => SECRET_KEY_COMMENT_ENCRYPTED,
-        Protection::Unencrypted => SECRET_KEY_COMMENT_UNENCRYPTED,
+    let generate = |e: minisign::PError| KeyError::Generate(e.to_string());
+    let pair = minisign::KeyPair::generate_unencrypted_keypair().map_err(generate)?;
+    let (sk, comment) = match protection {
+        Protection::Password(p) => (encrypt(&pair.sk, p, limits)?, SECRET_KEY_COMMENT_ENCRYPTED),
+        Protection::Unencrypted => (pair.sk, SECRET_KEY_COMMENT_UNENCRYPTED),
     };
-    let sk_text = Zeroizing::new(
-        pair.sk
-            .to_box(Some(comment))
-            .map_err(|e| KeyError::Generate(e.to_string()))?
-            .into_string(),
-    );
-    let pk_text = pair
-        .pk
-        .to_box()
-        .map_err(|e| KeyError::Generate(e.to_string()))?
-        .into_string();
+    let sk_text = Zeroizing::new(sk.to_box(Some(comment)).map_err(generate)?.into_string());
+    let pk_text = pair.pk.to_box().map_err(generate)?.into_string();
     let id = KeyId::from_slice(pair.pk.keynum());
     // Note: the minisign crate does not wipe its key types on drop; ours (Zeroizing) are wiped.
 
@@ -231,6 +299,37 @@ pub fn keygen(
         source,
     })?;
     Ok(id)
+}
+
+/// Encrypts an unencrypted secret key as minisign does: a random salt, scrypt(password, salt)
+/// XORed over key id, key and checksum (which covers the plaintext, so it stays as it is).
+fn encrypt(
+    sk: &minisign::SecretKey,
+    password: &Password,
+    limits: KdfLimits,
+) -> Result<minisign::SecretKey, KeyError> {
+    let params = limits.scrypt_params().ok_or(KeyError::BadLimits {
+        opslimit: limits.opslimit,
+        memlimit: limits.memlimit,
+    })?;
+    let mut raw = Zeroizing::new(sk.to_bytes());
+    raw[SK_KDF_ALG].copy_from_slice(b"Sc");
+    getrandom::fill(&mut raw[SK_SALT])
+        .map_err(|e| KeyError::Generate(format!("no random salt: {e}")))?;
+    raw[SK_OPSLIMIT].copy_from_slice(&limits.opslimit.to_le_bytes());
+    raw[SK_MEMLIMIT].copy_from_slice(&limits.memlimit.to_le_bytes());
+    let mut stream = Zeroizing::new(vec![0u8; SK_LEN - SK_ENCRYPTED.start]);
+    scrypt::scrypt(
+        password.secret.as_bytes(),
+        &raw[SK_SALT],
+        &params,
+        &mut stream,
+    )
+    .map_err(|e| KeyError::Generate(format!("scrypt: {e}")))?;
+    for (b, k) in raw[SK_ENCRYPTED].iter_mut().zip(stream.iter()) {
+        *b ^= k;
+    }
+    minisign::SecretKey::from_bytes(&raw).map_err(|e| KeyError::Generate(e.to_string()))
 }
 
 fn write_secret(path: &Path, bytes: &[u8], force: bool) -> Result<(), KeyError> {
@@ -322,6 +421,14 @@ impl SigningKey {
                         minisign::ErrorKind::Verify => {
                             KeyError::WrongPassword { path: path.into() }
                         }
+                        minisign::ErrorKind::KDF => KeyError::BadLimits {
+                            opslimit: u64::from_le_bytes(
+                                raw[SK_OPSLIMIT].try_into().expect("8 bytes"),
+                            ),
+                            memlimit: u64::from_le_bytes(
+                                raw[SK_MEMLIMIT].try_into().expect("8 bytes"),
+                            ),
+                        },
                         _ => bad(&e.to_string()),
                     },
                 )?;

@@ -17,7 +17,8 @@ pub mod sums;
 pub mod verify;
 
 pub use keys::{
-    keygen, KeyError, KeyId, Password, Protection, PublicKey, SigningKey, PASSWORD_ENV,
+    keygen, keygen_with_limits, KdfLimits, KeyError, KeyId, Password, Protection, PublicKey,
+    SigningKey, PASSWORD_ENV,
 };
 pub use minisig::{sign_file, verify_file, SigProblem, SignError};
 pub use provenance::{render_provenance, write_provenance, ProvenanceError, ProvenanceRequest};

@@ -7,8 +7,23 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::{quick_key, run_minisign, stock_verify};
 use icos_sign::{
-    keygen, sign_file, verify_file, KeyError, Password, Protection, SigProblem, SigningKey,
+    keygen, keygen_with_limits, sign_file, verify_file, KdfLimits, KeyError, Password, Protection,
+    SigProblem, SigningKey,
 };
+
+/// Cheap scrypt limits for tests that are not about the key's cost (N = 2^10).
+const CHEAP: KdfLimits = KdfLimits {
+    opslimit: 32_768,
+    memlimit: 1 << 20,
+};
+
+/// The key-derivation fields of a minisign secret key file: (kdf algorithm, opslimit, memlimit).
+fn kdf_fields(path: &std::path::Path) -> ([u8; 2], u64, u64) {
+    let text = fs::read_to_string(path).unwrap();
+    let raw = ct_codecs_decode(text.lines().nth(1).unwrap());
+    let le = |r: std::ops::Range<usize>| u64::from_le_bytes(raw[r].try_into().unwrap());
+    ([raw[2], raw[3]], le(38..46), le(46..54))
+}
 
 #[test]
 fn encrypted_keygen_sign_verifies_with_ours_and_stock_minisign_and_is_deterministic() {
@@ -20,7 +35,7 @@ fn encrypted_keygen_sign_verifies_with_ours_and_stock_minisign_and_is_determinis
     let pw_file = dir.path().join("pw");
     fs::write(&pw_file, "correct horse battery\n").unwrap();
     let pw = Password::from_file(&pw_file).unwrap();
-    let id = keygen(&sk, &pk, &Protection::Password(pw.clone()), false).unwrap();
+    let id = keygen_with_limits(&sk, &pk, &Protection::Password(pw.clone()), false, CHEAP).unwrap();
 
     assert_eq!(
         fs::metadata(&sk).unwrap().permissions().mode() & 0o777,
@@ -141,16 +156,20 @@ fn stock_unencrypted_key_signs_and_stock_minisign_verifies() {
     assert!(ok, "{out}");
 }
 
-/// Stock `minisign -G` encrypts with scrypt at 1 GiB of memory ("sensitive" limits); the scrypt
-/// code in an unoptimized test build needs minutes for that. Run it with
-/// `cargo test -p icos-sign --release --test signing -- --ignored`.
+/// Stock `minisign -G` encrypts with scrypt at 1 GiB of memory ("sensitive" limits), and so does
+/// our keygen: each of the four key derivations here takes a few seconds.
 #[test]
-#[ignore = "1 GiB scrypt of stock minisign keys takes minutes unoptimized; run with --release -- --ignored"]
-fn stock_password_key_works_with_a_password_file() {
+fn new_keys_cost_what_stock_minisign_keys_cost_and_both_tools_use_each_others() {
     let dir = tempfile::tempdir().unwrap();
-    let (sk, pk) = (dir.path().join("p.key"), dir.path().join("p.pub"));
+    let (stock_sk, stock_pk) = (dir.path().join("stock.key"), dir.path().join("stock.pub"));
     let out = run_minisign(
-        &["-G", "-p", pk.to_str().unwrap(), "-s", sk.to_str().unwrap()],
+        &[
+            "-G",
+            "-p",
+            stock_pk.to_str().unwrap(),
+            "-s",
+            stock_sk.to_str().unwrap(),
+        ],
         "stock pass\nstock pass\n",
     );
     assert!(
@@ -158,20 +177,108 @@ fn stock_password_key_works_with_a_password_file() {
         "minisign -G failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let (ours_sk, ours_pk) = (dir.path().join("ours.key"), dir.path().join("ours.pub"));
+    keygen(
+        &ours_sk,
+        &ours_pk,
+        &Protection::Password(Password::new("our pass", "test")),
+        false,
+    )
+    .unwrap();
+    // The same scrypt algorithm and limits as stock minisign's own keys.
+    let stock = kdf_fields(&stock_sk);
+    assert_eq!(stock, (*b"Sc", 33_554_432, 1_073_741_824));
+    assert_eq!(kdf_fields(&ours_sk), stock);
+    assert_eq!(
+        (
+            KdfLimits::MINISIGN_DEFAULT.opslimit,
+            KdfLimits::MINISIGN_DEFAULT.memlimit
+        ),
+        (stock.1, stock.2)
+    );
 
+    // Stock minisign signs with our key, and we verify its signature.
+    let notes = dir.path().join("notes.txt");
+    fs::write(&notes, "stock signed\n").unwrap();
+    let out = run_minisign(
+        &[
+            "-Sm",
+            notes.to_str().unwrap(),
+            "-s",
+            ours_sk.to_str().unwrap(),
+        ],
+        "our pass\n",
+    );
+    assert!(
+        out.status.success(),
+        "stock minisign could not use our key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    verify_file(&icos_sign::PublicKey::load(&ours_pk).unwrap(), &notes).unwrap();
+
+    // We sign with the stock key (password from a file), and stock minisign verifies.
     let file = dir.path().join("build-manifest.json");
     fs::write(&file, "{}\n").unwrap();
     // No password for an encrypted key: a clear error, no prompt.
-    let err = SigningKey::load(&sk, None).unwrap_err();
+    let err = SigningKey::load(&stock_sk, None).unwrap_err();
     assert!(matches!(err, KeyError::PasswordRequired { .. }), "{err}");
     assert!(err.to_string().contains("--password-file"), "{err}");
-
     let pw_file = dir.path().join("pw");
     fs::write(&pw_file, "stock pass\r\n").unwrap();
-    let key = SigningKey::load(&sk, Some(&Password::from_file(&pw_file).unwrap())).unwrap();
+    let key = SigningKey::load(&stock_sk, Some(&Password::from_file(&pw_file).unwrap())).unwrap();
     sign_file(&key, &file).unwrap();
-    let (ok, out) = stock_verify(&file, &pk);
+    let (ok, out) = stock_verify(&file, &stock_pk);
     assert!(ok, "{out}");
+}
+
+#[test]
+fn keys_made_with_other_scrypt_limits_still_decrypt() {
+    let dir = tempfile::tempdir().unwrap();
+    // What icos-sign keygen wrote before it used minisign's limits, and a cheaper set.
+    let old = KdfLimits {
+        opslimit: 1 << 20,
+        memlimit: 32 << 20,
+    };
+    for (name, limits) in [("old", old), ("cheap", CHEAP)] {
+        let (sk, pk) = (
+            dir.path().join(format!("{name}.key")),
+            dir.path().join(format!("{name}.pub")),
+        );
+        let pw = Password::new(format!("{name} pass"), "test");
+        keygen_with_limits(&sk, &pk, &Protection::Password(pw.clone()), false, limits).unwrap();
+        assert_eq!(kdf_fields(&sk), (*b"Sc", limits.opslimit, limits.memlimit));
+        let key = SigningKey::load(&sk, Some(&pw)).unwrap();
+        let file = dir.path().join(format!("{name}.txt"));
+        fs::write(&file, name).unwrap();
+        sign_file(&key, &file).unwrap();
+        let (ok, out) = stock_verify(&file, &pk);
+        assert!(ok, "{out}");
+        // Stock minisign decrypts it too.
+        let out = run_minisign(
+            &["-Sm", file.to_str().unwrap(), "-s", sk.to_str().unwrap()],
+            &format!("{name} pass\n"),
+        );
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = SigningKey::load(&sk, Some(&Password::new("wrong", "test"))).unwrap_err();
+        assert!(matches!(err, KeyError::WrongPassword { .. }), "{err}");
+    }
+    // Limits past minisign's maximum are refused at keygen, naming them.
+    let err = keygen_with_limits(
+        &dir.path().join("x.key"),
+        &dir.path().join("x.pub"),
+        &Protection::Password(Password::new("p", "test")),
+        false,
+        KdfLimits {
+            opslimit: 1 << 40,
+            memlimit: 1 << 32,
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, KeyError::BadLimits { .. }), "{err}");
 }
 
 #[test]
@@ -179,11 +286,12 @@ fn wrong_password_is_refused_and_never_shown() {
     const SECRET: &str = "Sup3r-S3cret-Passw0rd";
     let dir = tempfile::tempdir().unwrap();
     let (sk, pk) = (dir.path().join("p.key"), dir.path().join("p.pub"));
-    keygen(
+    keygen_with_limits(
         &sk,
         &pk,
         &Protection::Password(Password::new("the real one", "test")),
         false,
+        CHEAP,
     )
     .unwrap();
 
