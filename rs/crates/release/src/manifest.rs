@@ -33,6 +33,10 @@ pub struct ToolRef {
     pub version: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub digest: Option<Digest>,
+    /// For a tool known by its version line (rustc, cargo, cc): the pinned package that ships it
+    /// (`deb:rustc-web`), whose .deb digest is `digest`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub package: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -384,6 +388,11 @@ pub fn build_manifest(m: &ManifestInputs) -> Result<BuildManifest, ManifestError
 /// Cargo.lock, the toolchain and every binary), then every binary the build actions run with its
 /// digest, `rustc`, `cargo` and `cc` with their version lines, and every pinned toolchain package
 /// as `deb:NAME` with its version and the digest of its .deb.
+///
+/// `rustc`, `cargo` and `cc` carry the digest of the pinned package that ships them (`rustc-web`
+/// or `rustc`, `cargo-web` or `cargo`, `gcc-N` for the `gcc-N` the cc line names), whose version
+/// must agree with the version line: the toolchain is unpacked from exactly those .debs, so their
+/// digests identify the compilers (the file records no digest of the programs themselves).
 pub fn tools_from_identity(path: &Path) -> Result<Vec<ToolRef>, ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
         path: path.to_path_buf(),
@@ -405,6 +414,7 @@ pub fn tools_from_identity(path: &Path) -> Result<Vec<ToolRef>, ManifestError> {
         name: "icos-tools".into(),
         version: version.to_string(),
         digest: Some(Digest::of(text.as_bytes())),
+        package: None,
     }];
     let (mut binaries, mut versions, mut packages) = (Vec::new(), Vec::new(), Vec::new());
     for line in lines {
@@ -418,11 +428,13 @@ pub fn tools_from_identity(path: &Path) -> Result<Vec<ToolRef>, ManifestError> {
                 name: name.to_string(),
                 version: version.to_string(),
                 digest: Some(digest(sha)?),
+                package: None,
             }),
             ["deb", name, package_version, sha] => packages.push(ToolRef {
                 name: format!("deb:{name}"),
                 version: package_version.to_string(),
                 digest: Some(digest(sha)?),
+                package: None,
             }),
             ["bin" | "deb", ..] => return Err(bad(format!("malformed line \"{line}\""))),
             _ => {
@@ -436,15 +448,63 @@ pub fn tools_from_identity(path: &Path) -> Result<Vec<ToolRef>, ManifestError> {
                         name: name.into(),
                         version: v.to_string(),
                         digest: None,
+                        package: None,
                     });
                 }
             }
         }
     }
+    for tool in &mut versions {
+        let pkg = providing_package(tool, &packages).map_err(bad)?;
+        tool.digest = pkg.digest;
+        tool.package = Some(pkg.name.clone());
+    }
     tools.extend(binaries);
     tools.extend(versions);
     tools.extend(packages);
     Ok(tools)
+}
+
+/// The pinned package of `packages` (`deb:NAME` tool refs) that ships `tool` (rustc, cargo or
+/// cc), checked against the tool's version line.
+fn providing_package<'p>(tool: &ToolRef, packages: &'p [ToolRef]) -> Result<&'p ToolRef, String> {
+    let gcc = tool
+        .version
+        .split_whitespace()
+        .next()
+        .and_then(|program| program.rsplit_once("gcc-"))
+        .map(|(_, major)| format!("gcc-{major}"));
+    let candidates: Vec<String> = match tool.name.as_str() {
+        "rustc" => vec!["rustc-web".into(), "rustc".into()],
+        "cargo" => vec!["cargo-web".into(), "cargo".into()],
+        _ => gcc.into_iter().collect(),
+    };
+    let pkg = candidates
+        .iter()
+        .find_map(|c| packages.iter().find(|p| p.name == format!("deb:{c}")))
+        .ok_or_else(|| {
+            format!(
+                "{} \"{}\" is shipped by none of its pinned packages (deb {}): every tool of the build must be identified by a digest",
+                tool.name,
+                tool.version,
+                if candidates.is_empty() { "gcc-N".to_string() } else { candidates.join(" or deb ") }
+            )
+        })?;
+    // rustc/cargo: "1.96.0 (…)" vs "1.96.0+dfsg1-1~deb12u2"; cc: "… (Debian 12.2.0-14) 12.2.0".
+    let agrees = if tool.name == "cc" {
+        tool.version.contains(&format!("(Debian {})", pkg.version))
+    } else {
+        let upstream = pkg.version.rsplit(':').next().unwrap_or_default();
+        let upstream = upstream.split(['+', '-', '~']).next().unwrap_or_default();
+        tool.version.split_whitespace().next() == Some(upstream)
+    };
+    if !agrees {
+        return Err(format!(
+            "{} \"{}\" does not match its pinned package {} {}: the file mixes two toolchains",
+            tool.name, tool.version, pkg.name, pkg.version
+        ));
+    }
+    Ok(pkg)
 }
 
 /// Writes the manifest as pretty JSON with a final newline; returns the file's digest.

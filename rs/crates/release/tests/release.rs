@@ -326,6 +326,7 @@ fn manifest_is_stable_and_records_what_went_in_and_out() {
             name: "icos-tools".into(),
             version: "0.1.0".into(),
             digest: None,
+            package: None,
         }],
         inputs: vec![InputRef {
             name: "kernel".into(),
@@ -397,18 +398,22 @@ fn manifest_is_stable_and_records_what_went_in_and_out() {
 
     // the tools-identity file of the Bazel-built tools
     let identity = dir.join("tools-identity.txt");
-    let (ones, twos) = ("1".repeat(64), "2".repeat(64));
-    fs::write(
-        &identity,
-        format!(
-            "icos-tools 0.1.0\nCargo.lock sha256:00\nrustc 1.96.0 (abc 2026-01-01)\nbinary: rustc\n\
-             host: x86_64-unknown-linux-gnu\ncargo 1.96.0 (def 2026-01-01)\n\
-             cc: x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14) 12.2.0\n\
-             deb rustc-web 1.96.0+dfsg1-1~deb12u2 sha256:{ones}\n\
-             bin icos-ext4 sha256:{twos}\n"
-        ),
-    )
-    .unwrap();
+    let (ones, twos, threes, fours) = (
+        "1".repeat(64),
+        "2".repeat(64),
+        "3".repeat(64),
+        "4".repeat(64),
+    );
+    let identity_text = format!(
+        "icos-tools 0.1.0\nCargo.lock sha256:00\nrustc 1.96.0 (abc 2026-01-01)\nbinary: rustc\n\
+         host: x86_64-unknown-linux-gnu\ncargo 1.96.0 (def 2026-01-01)\n\
+         cc: x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14) 12.2.0\n\
+         deb cargo-web 1.96.0+dfsg1-1~deb12u2 sha256:{threes}\n\
+         deb gcc-12 12.2.0-14 sha256:{fours}\n\
+         deb rustc-web 1.96.0+dfsg1-1~deb12u2 sha256:{ones}\n\
+         bin icos-ext4 sha256:{twos}\n"
+    );
+    fs::write(&identity, &identity_text).unwrap();
     let tools = icos_release::manifest::tools_from_identity(&identity).unwrap();
     let names: Vec<(&str, &str)> = tools
         .iter()
@@ -422,6 +427,8 @@ fn manifest_is_stable_and_records_what_went_in_and_out() {
             ("rustc", "1.96.0 (abc 2026-01-01)"),
             ("cargo", "1.96.0 (def 2026-01-01)"),
             ("cc", "x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14) 12.2.0"),
+            ("deb:cargo-web", "1.96.0+dfsg1-1~deb12u2"),
+            ("deb:gcc-12", "12.2.0-14"),
             ("deb:rustc-web", "1.96.0+dfsg1-1~deb12u2"),
         ]
     );
@@ -432,11 +439,46 @@ fn manifest_is_stable_and_records_what_went_in_and_out() {
         "a binary carries its digest"
     );
     assert_eq!(
-        tools[5].digest.unwrap().hex(),
+        tools[7].digest.unwrap().hex(),
         ones,
         "a package carries its .deb's digest"
     );
-    assert!(tools[2].digest.is_none());
+    // Every tool carries a digest: the compilers that of the pinned .deb that ships them.
+    assert!(tools.iter().all(|t| t.digest.is_some()), "{tools:?}");
+    let via: Vec<(&str, Option<&str>, String)> = tools[2..5]
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_str(),
+                t.package.as_deref(),
+                t.digest.unwrap().hex(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        via,
+        [
+            ("rustc", Some("deb:rustc-web"), ones.clone()),
+            ("cargo", Some("deb:cargo-web"), threes.clone()),
+            ("cc", Some("deb:gcc-12"), fours.clone()),
+        ]
+    );
+    // A compiler without its package, or with a package of another version, is refused.
+    let without_gcc = identity_text.replace(&format!("deb gcc-12 12.2.0-14 sha256:{fours}\n"), "");
+    fs::write(&identity, without_gcc).unwrap();
+    let e = icos_release::manifest::tools_from_identity(&identity).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("is shipped by none of its pinned packages (deb gcc-12)"),
+        "{e}"
+    );
+    fs::write(
+        &identity,
+        identity_text.replace("rustc 1.96.0 (abc", "rustc 1.95.0 (abc"),
+    )
+    .unwrap();
+    let e = icos_release::manifest::tools_from_identity(&identity).unwrap_err();
+    assert!(e.to_string().contains("mixes two toolchains"), "{e}");
     fs::write(&identity, "rustc 1.95.0\n").unwrap();
     let e = icos_release::manifest::tools_from_identity(&identity).unwrap_err();
     assert!(e.to_string().contains("icos-tools VERSION"), "{e}");

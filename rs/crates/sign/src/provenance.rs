@@ -83,6 +83,9 @@ struct Dependency {
     uri: Option<String>,
     #[serde(default)]
     digest: Option<String>,
+    /// The pinned package that ships a tool known by its version line.
+    #[serde(default)]
+    package: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -279,40 +282,34 @@ fn check_uri(what: &'static str, u: &str) -> Result<(), ProvenanceError> {
     Ok(())
 }
 
-/// An in-toto ResourceDescriptor for a tool or input of the build manifest.
+/// An in-toto ResourceDescriptor for a tool or input of the build manifest. Every one carries a
+/// digest: a dependency known only by name and version identifies nothing that can be checked.
 fn descriptor(d: &Dependency, kind: &str) -> Result<Value, String> {
     let mut v = Map::new();
     v.insert("name".into(), json!(d.name));
     if let Some(u) = &d.uri {
         v.insert("uri".into(), json!(u));
     }
-    if let Some(dg) = &d.digest {
-        let (algo, hex) = parse_digest(dg).ok_or_else(|| {
-            format!(
-                "{kind} {:?} has digest {dg:?}, expected ALGORITHM:HEX such as sha256:<64 hex>",
-                d.name
-            )
-        })?;
-        v.insert("digest".into(), json!({ algo: hex }));
-    }
-    if d.uri.is_none() && d.digest.is_none() {
-        match (kind, &d.version) {
-            // A tool known by name and version only: name it by a package URL.
-            ("tool", Some(ver)) => {
-                v.insert("uri".into(), json!(format!("pkg:generic/{}@{}", pct(&d.name), pct(ver))));
-            }
-            _ => {
-                return Err(format!(
-                    "{kind} {:?} has neither a digest nor a uri: provenance cannot identify it (pin it in the build)",
-                    d.name
-                ))
-            }
-        }
-    }
+    let dg = d.digest.as_ref().ok_or_else(|| {
+        format!(
+            "{kind} {:?} has no digest: provenance cannot identify it (the build manifest must record the sha256 of every tool and input)",
+            d.name
+        )
+    })?;
+    let (algo, hex) = parse_digest(dg).ok_or_else(|| {
+        format!(
+            "{kind} {:?} has digest {dg:?}, expected ALGORITHM:HEX such as sha256:<64 hex>",
+            d.name
+        )
+    })?;
+    v.insert("digest".into(), json!({ algo: hex }));
     let mut ann = Map::new();
     ann.insert("kind".into(), json!(kind));
     if let Some(ver) = &d.version {
         ann.insert("version".into(), json!(ver));
+    }
+    if let Some(p) = &d.package {
+        ann.insert("package".into(), json!(p));
     }
     v.insert("annotations".into(), Value::Object(ann));
     Ok(Value::Object(v))

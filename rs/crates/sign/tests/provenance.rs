@@ -32,7 +32,8 @@ fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
         "seed": "seed-1",
         "tools": [
             {"name": "icos-tools", "version": "0.1.0", "digest": digest_of(b"tools")},
-            {"name": "bazel", "version": "4.2.3"}
+            {"name": "rustc", "version": "1.96.0 (abc 2026-01-01)", "digest": digest_of(b"rustc-web.deb"),
+             "package": "deb:rustc-web"}
         ],
         "inputs": [
             {"name": "base", "uri": format!("oci:base@{}", digest_of(b"m")), "digest": digest_of(b"m")},
@@ -110,18 +111,25 @@ fn statement_has_the_required_in_toto_and_slsa_fields() {
     let names: Vec<&str> = deps.iter().map(|d| d["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["source", "bazel", "icos-tools", "/etc/motd", "base"]
+        ["source", "icos-tools", "rustc", "/etc/motd", "base"]
     );
     for d in deps {
-        // a ResourceDescriptor needs a uri or a digest
-        assert!(d.get("uri").is_some() || d.get("digest").is_some(), "{d}");
+        // every dependency is identified by a digest, not by a name and version
+        assert!(
+            d["digest"].as_object().is_some_and(|o| !o.is_empty()),
+            "{d}"
+        );
     }
-    assert_eq!(deps[1]["uri"], "pkg:generic/bazel@4.2.3");
     assert_eq!(
-        deps[2]["digest"]["sha256"],
+        deps[1]["digest"]["sha256"],
         icos_common::Digest::of(b"tools").hex()
     );
-    assert_eq!(deps[2]["annotations"]["version"], "0.1.0");
+    assert_eq!(deps[1]["annotations"]["version"], "0.1.0");
+    assert_eq!(
+        deps[2]["digest"]["sha256"],
+        icos_common::Digest::of(b"rustc-web.deb").hex()
+    );
+    assert_eq!(deps[2]["annotations"]["package"], "deb:rustc-web");
     assert_eq!(deps[4]["uri"], format!("oci:base@{}", digest_of(b"m")));
 
     let rd = &p["runDetails"];
@@ -248,11 +256,19 @@ fn bad_inputs_are_refused_with_the_reason() {
         provenance(&req(&other, &s)).unwrap_err(),
         ProvenanceError::BadManifest { .. }
     ));
-    fs::write(&other, r#"{"schema":"icos.build-manifest/v1","image":"x","source_date_epoch":1,"inputs":[{"name":"floating"}]}"#).unwrap();
+    fs::write(&other, r#"{"schema":"icos.build-manifest/v1","image":"x","source_date_epoch":1,"inputs":[{"name":"floating","uri":"https://example.org/latest"}]}"#).unwrap();
     let err = provenance(&req(&other, &s)).unwrap_err();
     assert!(
         err.to_string()
-            .contains("\"floating\" has neither a digest nor a uri"),
+            .contains("input \"floating\" has no digest: provenance cannot identify it"),
+        "{err}"
+    );
+    // A tool known only by its version line (as rustc, cargo and cc were) is refused too.
+    fs::write(&other, r#"{"schema":"icos.build-manifest/v1","image":"x","source_date_epoch":1,"tools":[{"name":"cc","version":"x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14) 12.2.0"}]}"#).unwrap();
+    let err = provenance(&req(&other, &s)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("tool \"cc\" has no digest: provenance cannot identify it"),
         "{err}"
     );
     fs::write(&other, r#"{"schema":"icos.build-manifest/v1","image":"x","source_date_epoch":1,"inputs":[{"name":"a","digest":"sha256:xyz"}]}"#).unwrap();

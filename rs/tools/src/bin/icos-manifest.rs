@@ -91,6 +91,7 @@ fn main() -> Result<()> {
             name: name.to_string(),
             version: version.to_string(),
             digest,
+            package: None,
         });
     }
     if tools.is_empty() {
@@ -98,6 +99,7 @@ fn main() -> Result<()> {
             name: "icos-tools".into(),
             version: TOOLS_VERSION.into(),
             digest: None,
+            package: None,
         });
     }
     let mut inputs = Vec::new();
