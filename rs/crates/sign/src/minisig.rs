@@ -13,7 +13,6 @@
 //! same format; the trusted comment is `file:NAME sha256:HEX` (no timestamp). Verification goes
 //! through the `minisign` crate, and stock `minisign -V` accepts the files (tested).
 
-use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -21,7 +20,7 @@ use blake2::{Blake2b512, Digest as _};
 use ct_codecs::{Base64, Decoder, Encoder};
 use sha2::Sha256;
 
-use icos_common::{AtomicFile, Digest};
+use icos_common::{open_regular, AtomicFile, Digest};
 
 use crate::keys::{KeyId, PublicKey, SigningKey};
 
@@ -141,7 +140,7 @@ pub fn sign_file(key: &SigningKey, file: &Path) -> Result<PathBuf, SignError> {
         .filter(|n| !n.chars().any(char::is_control))
         .ok_or_else(|| SignError::BadName { path: file.into() })?
         .to_owned();
-    let f = File::open(file).map_err(|source| SignError::Read {
+    let f = open_regular(file).map_err(|source| SignError::Read {
         path: file.into(),
         source,
     })?;
@@ -259,7 +258,7 @@ pub fn verify_file(pk: &PublicKey, file: &Path) -> Result<String, SigProblem> {
         .unwrap_or_default();
     let sig = sig_path(file);
     let sig_name = format!("{name}{SIG_SUFFIX}");
-    let text = match fs::read_to_string(&sig) {
+    let text = match open_regular(&sig).and_then(io::read_to_string) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(SigProblem::Missing {
@@ -274,7 +273,7 @@ pub fn verify_file(pk: &PublicKey, file: &Path) -> Result<String, SigProblem> {
             })
         }
     };
-    let data = File::open(file).map_err(|e| SigProblem::Io {
+    let data = open_regular(file).map_err(|e| SigProblem::Io {
         path: file.display().to_string(),
         reason: e.to_string(),
     })?;

@@ -4,14 +4,13 @@
 //! invocation id is derived from the commit and the build manifest digest, lists are sorted and
 //! JSON object keys come out sorted.
 
-use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use icos_common::{AtomicFile, Digest, SourceDateEpoch};
+use icos_common::{open_regular, AtomicFile, Digest, SourceDateEpoch};
 
 use crate::rfc3339;
 use crate::sums::{read_sums, SumsError};
@@ -102,10 +101,13 @@ pub fn provenance(req: &ProvenanceRequest) -> Result<Value, ProvenanceError> {
         path: mpath.into(),
         reason,
     };
-    let bytes = fs::read(mpath).map_err(|source| ProvenanceError::ReadManifest {
-        path: mpath.into(),
-        source,
-    })?;
+    let mut bytes = Vec::new();
+    open_regular(mpath)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|source| ProvenanceError::ReadManifest {
+            path: mpath.into(),
+            source,
+        })?;
     let manifest_digest = Digest::of(&bytes);
     let m: BuildManifest = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
     if m.schema != BUILD_MANIFEST_SCHEMA {

@@ -9,7 +9,7 @@
 //! manifest order (bytewise by path) and JSON object keys come out sorted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
+
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,7 @@ use sha1::{Digest as _, Sha1};
 use sha2::Sha256;
 
 use icos_common::tarread::TarReader;
-use icos_common::{AtomicFile, Digest, HashingReader, SourceDateEpoch};
+use icos_common::{open_regular, AtomicFile, Digest, HashingReader, SourceDateEpoch};
 
 use crate::provenance::pct;
 use crate::rfc3339;
@@ -29,7 +29,7 @@ const ROOTFS_MANIFEST_SCHEMA: &str = "icos.rootfs-manifest/v1";
 pub const NAMESPACE_PREFIX: &str = "https://icos.invalid/spdx/";
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 const DPKG_STATUS_MAX: u64 = 256 << 20;
-const ROOTFS_ID: &str = "SPDXRef-Package-rootfs";
+pub(crate) const ROOTFS_ID: &str = "SPDXRef-Package-rootfs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
@@ -190,10 +190,13 @@ pub fn sbom(req: &SbomRequest) -> Result<Value, SbomError> {
         path: mpath.into(),
         reason,
     };
-    let mbytes = fs::read(mpath).map_err(|source| SbomError::ReadManifest {
-        path: mpath.into(),
-        source,
-    })?;
+    let mut mbytes = Vec::new();
+    open_regular(mpath)
+        .and_then(|mut f| f.read_to_end(&mut mbytes))
+        .map_err(|source| SbomError::ReadManifest {
+            path: mpath.into(),
+            source,
+        })?;
     let manifest: RootfsManifest =
         serde_json::from_slice(&mbytes).map_err(|e| bad_manifest(e.to_string()))?;
     drop(mbytes);
@@ -412,7 +415,7 @@ fn scan_tar(path: &Path) -> Result<TarScan, SbomError> {
         path: path.into(),
         reason,
     };
-    let f = File::open(path).map_err(read_err)?;
+    let f = open_regular(path).map_err(read_err)?;
     let mut reader = HashingReader::new(BufReader::with_capacity(1 << 16, f));
     let mut files = BTreeMap::new();
     let mut dpkg_status = None;

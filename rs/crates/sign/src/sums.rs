@@ -1,11 +1,10 @@
 //! `SHA256SUMS` in coreutils format: `<64 lowercase hex>  <name>\n`, one per artifact, sorted
 //! bytewise by name, names without directories.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use icos_common::Digest;
+use icos_common::{open_regular, Digest};
 
 /// The file name of the sums file in a release directory.
 pub const SUMS_NAME: &str = "SHA256SUMS";
@@ -76,10 +75,12 @@ pub fn parse_sums(text: &str, path: &Path) -> Result<Vec<SumEntry>, SumsError> {
 
 /// Reads and parses a sums file.
 pub fn read_sums(path: &Path) -> Result<Vec<SumEntry>, SumsError> {
-    let text = fs::read_to_string(path).map_err(|source| SumsError::Read {
-        path: path.into(),
-        source,
-    })?;
+    let text = open_regular(path)
+        .and_then(io::read_to_string)
+        .map_err(|source| SumsError::Read {
+            path: path.into(),
+            source,
+        })?;
     parse_sums(&text, path)
 }
 

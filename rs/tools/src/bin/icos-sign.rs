@@ -61,8 +61,16 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Verify a release directory: SHA256SUMS signature, every listed hash, no unlisted files.
-    #[command(after_help = "EXAMPLE:\n  icos-sign verify --public-key release.pub release/")]
+    /// Verify a release directory: exactly the release's regular files, every signature and hash,
+    /// and a provenance and SBOM that describe this release.
+    #[command(
+        after_help = "EXAMPLE:\n  icos-sign verify --public-key release.pub release/\n\n\
+Checks, without following symbolic links: SHA256SUMS (signature first, at most 1 MiB; a problem\n\
+here stops the check), every file it lists and its hash, the build manifest naming exactly those\n\
+files, provenance.intoto.json and sbom.spdx.json with valid signatures, the provenance's subjects\n\
+equal to SHA256SUMS and the SBOM's root filesystem equal to the build manifest's rootfs tar, any\n\
+other .minisig, and no other file. Prints at most 50 problems and their count; exits 1 on any."
+    )]
     Verify {
         /// The release's minisign public key.
         #[arg(long, value_name = "FILE")]
@@ -148,11 +156,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify { public_key, dir } => {
             let pk = PublicKey::load(&public_key)?;
             let v = verify_release(&dir, &pk)?;
-            println!("verified {} files", v.listed.len());
-            if !v.signed.is_empty() {
-                println!("also signed: {}", v.signed.join(", "));
-            }
-            println!("key ID {}", v.key);
+            println!(
+                "verified {}: {} files listed in SHA256SUMS, signed by key ID {}",
+                dir.display(),
+                v.listed.len(),
+                v.key
+            );
+            println!("also signed: {}", v.signed.join(", "));
         }
         Command::Provenance {
             build_manifest,
