@@ -8,6 +8,11 @@ pub enum DiffError {
     NotADirectory { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    #[error("{path} {kind}: icos-diff compares the regular files of two release directories and follows no links (copy the release with `cp -L`)")]
+    NotRegular {
+        path: PathBuf,
+        kind: icos_common::NotRegular,
+    },
     #[error("{path}: not valid JSON: {message}")]
     Json { path: PathBuf, message: String },
     #[error("{path}: {message}")]

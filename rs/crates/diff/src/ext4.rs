@@ -193,12 +193,14 @@ const INODE_FIELDS: &[(usize, usize, &str)] = &[
     (0x9c, 4, "i_projid"),
 ];
 
-fn field(table: &[(usize, usize, &str)], off: usize, tail: &str) -> String {
+/// The field of `table` holding byte `off`: its name and its byte range; unnamed bytes are
+/// reported one by one as `tail (byte N)`.
+fn field(table: &[(usize, usize, &str)], off: usize, tail: &str) -> (String, usize, usize) {
     table
         .iter()
         .find(|(o, s, _)| (*o..o + s).contains(&off))
-        .map(|(_, _, n)| n.to_string())
-        .unwrap_or_else(|| format!("{tail} (byte {off:#x})"))
+        .map(|(o, s, n)| (n.to_string(), *o, o + s))
+        .unwrap_or_else(|| (format!("{tail} (byte {off:#x})"), off, off + 1))
 }
 
 fn le16(b: &[u8], o: usize) -> u64 {
@@ -294,37 +296,95 @@ fn loc(structure: &str, description: String) -> Ext4Location {
     }
 }
 
+/// Where a group's bitmaps and inode table are (block numbers), from its descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupTables {
+    pub block_bitmap: u64,
+    pub inode_bitmap: u64,
+    pub inode_table: u64,
+}
+
+impl Superblock {
+    /// Blocks of one group's inode table.
+    pub fn inode_table_blocks(&self) -> u64 {
+        (self.inodes_per_group * self.inode_size).div_ceil(self.block_size)
+    }
+
+    /// The tables of every group whose descriptor lies in `head` (all of them unless the
+    /// descriptor table is larger than `head`); `None` for `meta_bg` layouts.
+    pub fn group_tables(&self, head: &[u8]) -> Option<Vec<GroupTables>> {
+        if self.meta_bg {
+            return None;
+        }
+        let gdt_off = ((self.first_data_block + 1) * self.block_size) as usize;
+        let mut out = Vec::new();
+        for g in 0..self.groups() {
+            let d0 = gdt_off + (g * self.desc_size) as usize;
+            let Some(d) = head.get(d0..d0 + self.desc_size as usize) else {
+                break;
+            };
+            let hi = |o: usize| {
+                if self.desc_size >= 64 {
+                    le32(d, o) << 32
+                } else {
+                    0
+                }
+            };
+            out.push(GroupTables {
+                block_bitmap: le32(d, 0x00) | hi(0x20),
+                inode_bitmap: le32(d, 0x04) | hi(0x24),
+                inode_table: le32(d, 0x08) | hi(0x28),
+            });
+        }
+        Some(out)
+    }
+}
+
 /// Names the structure at byte `offset` of the filesystem whose first bytes are `head` (at
 /// least the superblock; the group descriptors too for anything past them). `None` when
 /// `head` holds no ext2/3/4 superblock.
 pub fn locate(head: &[u8], offset: u64) -> Option<Ext4Location> {
+    locate_span(head, offset).map(|(l, _)| l)
+}
+
+/// [`locate`], and the offset where the named unit (the field, the descriptor, the bitmap, the
+/// inode's field, the data block) ends: every byte before it is named the same.
+pub fn locate_span(head: &[u8], offset: u64) -> Option<(Ext4Location, u64)> {
     let sb = Superblock::parse(head)?;
     let bs = sb.block_size;
-    if (SB_OFFSET as u64..SB_OFFSET as u64 + 1024).contains(&offset) {
-        let f = field(SB_FIELDS, offset as usize - SB_OFFSET, "reserved");
+    let sbo = SB_OFFSET as u64;
+    if (sbo..sbo + 1024).contains(&offset) {
+        let (f, _, end) = field(SB_FIELDS, (offset - sbo) as usize, "reserved");
         let mut l = loc("superblock", format!("superblock ({f})"));
         l.field = Some(f);
         l.group = Some(0);
-        return Some(l);
+        return Some((l, sbo + end as u64));
     }
-    if offset < SB_OFFSET as u64 {
-        return Some(loc("boot_area", "boot area before the superblock".into()));
+    if offset < sbo {
+        return Some((
+            loc("boot_area", "boot area before the superblock".into()),
+            sbo,
+        ));
     }
     let block = offset / bs;
+    let block_end = (block + 1) * bs;
     if block >= sb.blocks_count {
-        return Some(loc(
-            "beyond_end",
-            format!(
-                "past the end of the filesystem ({} blocks of {bs} bytes)",
-                sb.blocks_count
+        return Some((
+            loc(
+                "beyond_end",
+                format!(
+                    "past the end of the filesystem ({} blocks of {bs} bytes)",
+                    sb.blocks_count
+                ),
             ),
+            u64::MAX,
         ));
     }
     let group = (block - sb.first_data_block.min(block)) / sb.blocks_per_group;
-    let with = |mut l: Ext4Location| {
+    let with = |mut l: Ext4Location, end: u64| {
         l.block = Some(block);
         l.group.get_or_insert(group);
-        Some(l)
+        Some((l, end))
     };
     // superblock / GDT copies at the start of the group
     let gstart = group * sb.blocks_per_group + sb.first_data_block;
@@ -334,22 +394,23 @@ pub fn locate(head: &[u8], offset: u64) -> Option<Ext4Location> {
         let primary = group == 0;
         if block == gstart && !primary {
             let inner = offset - gstart * bs;
-            let what = if inner < 1024 {
-                field(SB_FIELDS, inner as usize, "reserved")
+            let (what, end) = if inner < 1024 {
+                let (f, _, e) = field(SB_FIELDS, inner as usize, "reserved");
+                (f, gstart * bs + e as u64)
             } else {
-                "after the superblock copy".into()
+                ("after the superblock copy".into(), block_end)
             };
             let mut l = loc(
                 "backup_superblock",
                 format!("backup superblock in group {group} ({what})"),
             );
             l.field = Some(what);
-            return with(l);
+            return with(l, end);
         }
         if (gdt_first..gdt_end).contains(&block) {
             let inner = offset - gdt_first * bs;
             let described = inner / sb.desc_size;
-            let f = field(GD_FIELDS, (inner % sb.desc_size) as usize, "reserved");
+            let (f, _, e) = field(GD_FIELDS, (inner % sb.desc_size) as usize, "reserved");
             let (s, d) = if primary {
                 ("group_descriptors", "group descriptor")
             } else {
@@ -358,64 +419,63 @@ pub fn locate(head: &[u8], offset: u64) -> Option<Ext4Location> {
             let mut l = loc(s, format!("{d} of group {described} ({f})"));
             l.field = Some(f);
             l.group = Some(described);
-            return with(l);
+            return with(l, gdt_first * bs + described * sb.desc_size + e as u64);
         }
         if (gdt_end..gdt_end + sb.reserved_gdt_blocks).contains(&block) {
-            return with(loc(
-                "reserved_gdt",
-                format!("reserved GDT blocks of group {group}"),
-            ));
+            return with(
+                loc(
+                    "reserved_gdt",
+                    format!("reserved GDT blocks of group {group}"),
+                ),
+                block_end,
+            );
         }
     }
     // bitmaps and inode tables, wherever flex_bg put them
-    if sb.meta_bg {
-        return with(loc(
-            "unknown",
-            format!("block {block} (group {group}); meta_bg descriptor layouts are not mapped"),
-        ));
-    }
-    let gdt_off = ((sb.first_data_block + 1) * bs) as usize;
-    let itable_blocks = (sb.inodes_per_group * sb.inode_size).div_ceil(bs);
-    for g in 0..sb.groups() {
-        let d0 = gdt_off + (g * sb.desc_size) as usize;
-        let Some(d) = head.get(d0..d0 + sb.desc_size as usize) else {
-            return with(loc(
+    let Some(tables) = sb.group_tables(head) else {
+        return with(
+            loc(
                 "unknown",
-                format!("block {block} (group {group}); the group descriptors past group {g} were not read"),
-            ));
-        };
-        let hi = |o: usize| {
-            if sb.desc_size >= 64 {
-                le32(d, o) << 32
+                format!("block {block} (group {group}); meta_bg descriptor layouts are not mapped"),
+            ),
+            block_end,
+        );
+    };
+    let itable_blocks = sb.inode_table_blocks();
+    for (g, t) in tables.iter().enumerate() {
+        let g = g as u64;
+        if block == t.block_bitmap || block == t.inode_bitmap {
+            let (s, d) = if block == t.block_bitmap {
+                ("block_bitmap", "block bitmap")
             } else {
-                0
-            }
-        };
-        let bbitmap = le32(d, 0x00) | hi(0x20);
-        let ibitmap = le32(d, 0x04) | hi(0x24);
-        let itable = le32(d, 0x08) | hi(0x28);
-        if block == bbitmap {
-            return with(loc("block_bitmap", format!("block bitmap of group {g}"))).map(|mut l| {
-                l.group = Some(g);
-                l
-            });
+                ("inode_bitmap", "inode bitmap")
+            };
+            let mut l = loc(s, format!("{d} of group {g}"));
+            l.group = Some(g);
+            return with(l, block_end);
         }
-        if block == ibitmap {
-            return with(loc("inode_bitmap", format!("inode bitmap of group {g}"))).map(|mut l| {
-                l.group = Some(g);
-                l
-            });
-        }
-        if (itable..itable + itable_blocks).contains(&block) {
-            let inner = offset - itable * bs;
+        if (t.inode_table..t.inode_table + itable_blocks).contains(&block) {
+            let inner = offset - t.inode_table * bs;
             let index = inner / sb.inode_size;
             let inode = g * sb.inodes_per_group + index + 1;
             let within = (inner % sb.inode_size) as usize;
-            let f = field(
+            let (f, _, e) = field(
                 INODE_FIELDS,
                 within,
                 "in-inode extended attributes or padding",
             );
+            let inode_start = t.inode_table * bs + index * sb.inode_size;
+            let end = if within >= 0xa0 {
+                // the in-inode xattr area and padding: one unit up to the inode's end
+                inode_start + sb.inode_size
+            } else {
+                inode_start + e as u64
+            };
+            let f = if within >= 0xa0 {
+                "in-inode extended attributes or padding".to_string()
+            } else {
+                f
+            };
             let mut l = loc(
                 "inode_table",
                 format!("inode table of group {g}, inode {inode} ({f})"),
@@ -423,13 +483,25 @@ pub fn locate(head: &[u8], offset: u64) -> Option<Ext4Location> {
             l.inode = Some(inode);
             l.field = Some(f);
             l.group = Some(g);
-            return with(l);
+            return with(l, end);
         }
     }
-    with(loc(
-        "data_block",
-        format!("data block {block} of group {group} (file data, directory, extent tree, xattr block, journal or free space)"),
-    ))
+    if tables.len() as u64 != sb.groups() {
+        return with(
+            loc(
+                "unknown",
+                format!("block {block} (group {group}); the group descriptors past group {} were not read", tables.len()),
+            ),
+            block_end,
+        );
+    }
+    with(
+        loc(
+            "data_block",
+            format!("data block {block} of group {group} (file data, directory, extent tree, xattr block, journal or free space)"),
+        ),
+        block_end,
+    )
 }
 
 #[cfg(test)]

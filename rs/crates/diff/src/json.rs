@@ -1,8 +1,9 @@
 //! Structural JSON comparison with readable paths.
 //!
 //! Paths: object keys joined with `.` (`disk.sha256`), array elements by index (`tools[0]`) or,
-//! when every element of both arrays is an object with a unique string `name`, by that name
-//! (`inputs[name=base].digest`). Keys that are empty or contain `.`, `[`, `]` or `"` are written
+//! when every element of both arrays is an object with a unique string `name` (or `SPDXID`, or
+//! `path`, tried in that order), by that key (`inputs[name=base].digest`,
+//! `files[SPDXID=SPDXRef-File-etc-motd-…]`), so one inserted element is one difference. Keys that are empty or contain `.`, `[`, `]` or `"` are written
 //! as `["key"]`. Differences come out sorted: object keys bytewise, named elements by name,
 //! indexed elements by index.
 
@@ -35,11 +36,15 @@ fn key_segment(prefix: &str, key: &str) -> String {
     }
 }
 
-/// The elements of `arr` by their `name`, if every one is an object with a unique string name.
-fn named(arr: &[Value]) -> Option<BTreeMap<&str, &Value>> {
+/// Keys that identify the elements of an array, tried in order.
+const ID_KEYS: [&str; 3] = ["name", "SPDXID", "path"];
+
+/// The elements of `arr` by the value of `key`, if every one is an object with a unique string
+/// value there.
+fn named<'v>(arr: &'v [Value], key: &str) -> Option<BTreeMap<&'v str, &'v Value>> {
     let mut m = BTreeMap::new();
     for v in arr {
-        let name = v.as_object()?.get("name")?.as_str()?;
+        let name = v.as_object()?.get(key)?.as_str()?;
         if m.insert(name, v).is_some() {
             return None;
         }
@@ -56,13 +61,16 @@ fn walk(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<FieldDif
             }
         }
         (Some(Value::Array(x)), Some(Value::Array(y))) => {
-            if let (Some(nx), Some(ny)) = (named(x), named(y)) {
+            let by_key = ID_KEYS
+                .iter()
+                .find_map(|k| Some((*k, named(x, k)?, named(y, k)?)));
+            if let Some((key, nx, ny)) = by_key {
                 let names: BTreeSet<&str> = nx.keys().chain(ny.keys()).copied().collect();
                 for n in names {
                     let seg = if n.contains([']', '"']) || n.is_empty() {
-                        format!("{path}[name={}]", Value::String(n.to_string()))
+                        format!("{path}[{key}={}]", Value::String(n.to_string()))
                     } else {
-                        format!("{path}[name={n}]")
+                        format!("{path}[{key}={n}]")
                     };
                     walk(&seg, nx.get(n).copied(), ny.get(n).copied(), out);
                 }

@@ -1,31 +1,40 @@
 //! Compares two builds and names the artifact, partition, file and attribute that differ.
 //!
-//! [`diff_dirs`] compares two release directories from the top down:
-//! 1. the artifacts (`SHA256SUMS`, and files present in one directory only);
-//! 2. the fields of `build-manifest.json` (and the non-entry fields of `rootfs.manifest.json`);
-//! 3. the partitions (`disk.partitions[].image_sha256` of the build manifests, or, when they do
-//!    not say, the bytes of the two disk images, streamed in lockstep from `disk-img.tar.zst`);
-//! 4. the paths and attributes of the root filesystem (the two rootfs manifests);
-//! 5. the first differing byte of every differing partition that no file explains, named down to
-//!    the ext4 structure (superblock field, group descriptor, bitmap, inode number and field).
+//! [`diff_dirs`] compares two release directories from the top down, hashing every byte it
+//! compares itself (a listing such as `SHA256SUMS` is a claim to check, never a fact):
+//! 1. every regular file of both directories, present in one or both (`SHA256SUMS`, the
+//!    manifests, the packages, the provenance, the SBOM, anything else);
+//! 2. what the manifests say about those bytes (`SHA256SUMS`, the build manifest's artifact,
+//!    rootfs manifest, disk and partition digests): a manifest that disagrees with the bytes
+//!    it describes is named, side by side;
+//! 3. the fields of every JSON file that differs (build manifest, rootfs manifest without its
+//!    entries, provenance, SBOM), by JSON path;
+//! 4. the partitions (`disk.partitions[].image_sha256` of the build manifests, and the bytes);
+//! 5. the paths and attributes of the root filesystem (the two rootfs manifests);
+//! 6. the bytes of every differing package, streamed in lockstep: every differing region, and
+//!    in an ext4 partition every differing structure (superblock field, group descriptor,
+//!    bitmap, inode and field, data blocks), inodes and blocks named by their file's path.
 //!
-//! Packaged images are never extracted: both are decompressed side by side, sparse holes are
-//! compared without being expanded, and reading stops once every question is answered.
-//! The library never prints; [`Report::render_text`] and [`Report::render_json`] format the result.
+//! Packaged images are never extracted: both are decompressed side by side and sparse holes
+//! are compared without being expanded. The library never prints; [`Report::render_text`] and
+//! [`Report::render_json`] format the result.
 
+mod bytes;
 mod diffoscope;
 mod error;
 pub mod ext4;
+pub mod ext4map;
+mod files;
 pub mod gpt;
 pub mod json;
 pub mod package;
 mod report;
 pub mod rootfs;
 pub mod stream;
+mod structures;
 mod sums;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
@@ -36,8 +45,9 @@ pub use report::{DiffoscopeRun, Finding, Report, REPORT_SCHEMA};
 pub use rootfs::Side;
 pub use sums::{parse_sums, Sums};
 
+use bytes::{Claims, Found};
+use files::Listing;
 use rootfs::{EntryDiff, RootfsManifest};
-use stream::{MemberOutcome, Plan, RegionKind, RegionSpec};
 
 pub const SUMS: &str = "SHA256SUMS";
 pub const BUILD_MANIFEST: &str = "build-manifest.json";
@@ -45,14 +55,8 @@ pub const ROOTFS_MANIFEST: &str = "rootfs.manifest.json";
 pub const DISK_PACKAGE: &str = "disk-img.tar.zst";
 pub const UPDATE_PACKAGE: &str = "update-img.tar.zst";
 
-/// The artifacts always looked at, whether SHA256SUMS lists them or not.
-pub const WELL_KNOWN: [&str; 5] = [
-    SUMS,
-    BUILD_MANIFEST,
-    ROOTFS_MANIFEST,
-    DISK_PACKAGE,
-    UPDATE_PACKAGE,
-];
+/// How many differing fields of one JSON file are listed (the rest are counted in a note).
+pub const MAX_JSON_FIELDS: usize = 50;
 
 /// Root partition type GUIDs (UAPI discoverable partitions: x86-64, arm64).
 const ROOT_TYPE_GUIDS: [&str; 2] = [
@@ -72,144 +76,158 @@ pub struct Options {
     pub diffoscope_program: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
-    Same,
-    Differs,
-    Unknown,
-}
-
-#[derive(Clone, Debug, Default)]
-struct PartInfo {
-    name: String,
-    type_: Option<String>,
-    offset: Option<u64>,
-    size: Option<u64>,
-    image_sha256: Option<String>,
-}
-
-fn norm_digest(s: &str) -> String {
-    s.strip_prefix("sha256:").unwrap_or(s).to_ascii_lowercase()
-}
-
-fn partitions_of(manifest: &Value) -> Vec<PartInfo> {
-    let Some(list) = manifest
-        .pointer("/disk/partitions")
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|p| {
-            Some(PartInfo {
-                name: p.get("name")?.as_str()?.to_string(),
-                type_: p.get("type").and_then(Value::as_str).map(str::to_string),
-                offset: p.get("offset").and_then(Value::as_u64),
-                size: p.get("size").and_then(Value::as_u64),
-                image_sha256: p
-                    .get("image_sha256")
-                    .and_then(Value::as_str)
-                    .map(norm_digest),
-            })
-        })
-        .collect()
-}
-
 fn is_root_type(t: &str) -> bool {
     (t.starts_with("linux-root-") && !t.contains("verity"))
         || ROOT_TYPE_GUIDS.contains(&t.to_ascii_lowercase().as_str())
 }
 
-/// One side's artifacts: name → sha256 hex, and the names SHA256SUMS lists without a file.
-struct Artifacts {
-    present: BTreeMap<String, String>,
-    listed_missing: BTreeSet<String>,
-}
-
-fn read_sums(dir: &Path) -> Result<Option<Sums>, DiffError> {
-    let p = dir.join(SUMS);
-    if !p.is_file() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&p).map_err(|e| DiffError::read(&p, e))?;
-    parse_sums(&p, &text).map(Some)
-}
-
-fn top_level_files(dir: &Path) -> Result<BTreeSet<String>, DiffError> {
-    let mut out = BTreeSet::new();
-    for e in std::fs::read_dir(dir).map_err(|e| DiffError::read(dir, e))? {
-        let e = e.map_err(|e| DiffError::read(dir, e))?;
-        if e.path().is_file() {
-            out.insert(e.file_name().to_string_lossy().into_owned());
-        }
-    }
-    Ok(out)
-}
-
-fn artifacts(
-    dir: &Path,
-    names: &BTreeSet<String>,
-    sums: Option<&Sums>,
-) -> Result<Artifacts, DiffError> {
-    let mut present = BTreeMap::new();
-    let mut listed_missing = BTreeSet::new();
-    for n in names {
-        let p = dir.join(n);
-        let listed = sums.and_then(|s| s.get(n));
-        if !p.is_file() {
-            if listed.is_some() {
-                listed_missing.insert(n.clone());
-            }
-            continue;
-        }
-        let hex = match listed {
-            Some(h) => h.clone(),
-            None => icos_common::sha256_file(&p)
-                .map_err(|e| DiffError::read(&p, e))?
-                .0
-                .hex(),
-        };
-        present.insert(n.clone(), hex);
-    }
-    Ok(Artifacts {
-        present,
-        listed_missing,
-    })
-}
-
 fn read_json(path: &Path) -> Result<Value, DiffError> {
-    let f = File::open(path).map_err(|e| DiffError::read(path, e))?;
+    let f = icos_common::open_regular(path).map_err(|e| DiffError::read(path, e))?;
     serde_json::from_reader(BufReader::new(f)).map_err(|e| DiffError::Json {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
 }
 
-/// Reads `name` from both directories with `read`, noting a side where it is not available.
-fn both<T>(
-    a: &Path,
-    b: &Path,
-    name: &str,
-    notes: &mut Vec<String>,
-    read: impl Fn(&Path) -> Result<T, DiffError>,
-) -> Result<Option<(T, T)>, DiffError> {
-    let (pa, pb) = (a.join(name), b.join(name));
-    match (pa.is_file(), pb.is_file()) {
-        (true, true) => Ok(Some((read(&pa)?, read(&pb)?))),
-        (x, y) => {
-            let missing = match (x, y) {
-                (false, false) => "A or B",
-                (false, true) => "A",
-                _ => "B",
-            };
-            notes.push(format!("{name}: not available in {missing}; not compared"));
-            Ok(None)
+fn short(hex: &str) -> String {
+    format!("sha256:{}…", &hex[..hex.len().min(12)])
+}
+
+/// One side of the comparison.
+struct Release {
+    dir: PathBuf,
+    side: Side,
+    listing: Listing,
+}
+
+impl Release {
+    fn has(&self, name: &str) -> bool {
+        self.listing.files.contains_key(name)
+    }
+
+    fn hex(&self, name: &str) -> Option<String> {
+        self.listing.files.get(name).map(|f| f.digest.hex())
+    }
+
+    /// A JSON file of the release, if it has it.
+    fn json(&self, name: &str) -> Result<Option<Value>, DiffError> {
+        self.has(name)
+            .then(|| read_json(&self.dir.join(name)))
+            .transpose()
+    }
+}
+
+/// `SHA256SUMS` of one side against the files: missing ones, and digests the files do not have.
+fn check_sums(
+    r: &Release,
+    missing: &mut Vec<Finding>,
+    claims: &mut Vec<Finding>,
+) -> Result<(), DiffError> {
+    if !r.has(SUMS) {
+        return Ok(());
+    }
+    let p = r.dir.join(SUMS);
+    let text = icos_common::open_regular(&p)
+        .and_then(std::io::read_to_string)
+        .map_err(|e| DiffError::read(&p, e))?;
+    for (name, listed) in parse_sums(&p, &text)? {
+        match r.hex(&name) {
+            None => missing.push(Finding::ArtifactMissing {
+                artifact: name,
+                side: r.side,
+            }),
+            Some(actual) if actual != listed => claims.push(Finding::ManifestMismatch {
+                side: Some(r.side),
+                manifest: SUMS.into(),
+                claim: name.clone(),
+                detail: format!(
+                    "lists {}, but the file is {}: {SUMS} does not describe the file",
+                    short(&listed),
+                    short(&actual)
+                ),
+            }),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The build manifest of one side against the files it names (artifacts, rootfs manifest).
+fn check_build_manifest(r: &Release, manifest: &Value, claims: &mut Vec<Finding>) {
+    let mut said: Vec<(String, String, String)> = Vec::new();
+    if let Some(arts) = manifest.get("artifacts").and_then(Value::as_array) {
+        for a in arts {
+            if let (Some(n), Some(d)) = (
+                a.get("name").and_then(Value::as_str),
+                a.get("sha256").and_then(Value::as_str),
+            ) {
+                said.push((
+                    format!("artifacts[name={n}].sha256"),
+                    n.into(),
+                    bytes::norm_digest(d),
+                ));
+            }
+        }
+    }
+    if let Some(d) = manifest
+        .pointer("/rootfs/manifest_sha256")
+        .and_then(Value::as_str)
+    {
+        said.push((
+            "rootfs.manifest_sha256".into(),
+            ROOTFS_MANIFEST.into(),
+            bytes::norm_digest(d),
+        ));
+    }
+    for (claim, file, digest) in said {
+        if let Some(actual) = r.hex(&file).filter(|a| *a != digest) {
+            claims.push(Finding::ManifestMismatch {
+                side: Some(r.side),
+                manifest: BUILD_MANIFEST.into(),
+                claim,
+                detail: format!(
+                    "says {}, but {file} is {}: the manifest does not describe the file",
+                    short(&digest),
+                    short(&actual)
+                ),
+            });
         }
     }
 }
 
-/// Compares two release directories. Errors only for unreadable or malformed inputs; a missing
-/// optional file is a note in the report.
+/// The fields of a JSON file that differ, at most [`MAX_JSON_FIELDS`] (the rest in a note).
+fn json_fields(
+    name: &str,
+    x: &Value,
+    y: &Value,
+    rank: bool,
+    out: &mut Vec<Finding>,
+    notes: &mut Vec<String>,
+) {
+    let mut diffs = json::diff_json(x, y);
+    if rank {
+        // causes before effects: what went in (tools, inputs, seed, epoch), then what came out
+        diffs.sort_by_key(|d| build_manifest_rank(&d.path));
+    }
+    let total = diffs.len();
+    for d in diffs.into_iter().take(MAX_JSON_FIELDS) {
+        out.push(Finding::ManifestField {
+            manifest: name.into(),
+            path: d.path,
+            a: d.a,
+            b: d.b,
+        });
+    }
+    if total > MAX_JSON_FIELDS {
+        notes.push(format!(
+            "{name}: {} more differing fields are not listed",
+            total - MAX_JSON_FIELDS
+        ));
+    }
+}
+
+/// Compares two release directories. Errors only for unreadable or malformed inputs (and for
+/// symbolic links or special files in them); a file missing on one side is a finding.
 pub fn diff_dirs(a: &Path, b: &Path, opts: &Options) -> Result<Report, DiffError> {
     for d in [a, b] {
         if !d.is_dir() {
@@ -218,318 +236,226 @@ pub fn diff_dirs(a: &Path, b: &Path, opts: &Options) -> Result<Report, DiffError
             });
         }
     }
+    let ra = Release {
+        dir: a.to_path_buf(),
+        side: Side::A,
+        listing: files::list(a)?,
+    };
+    let rb = Release {
+        dir: b.to_path_buf(),
+        side: Side::B,
+        listing: files::list(b)?,
+    };
     let mut notes = Vec::new();
     let mut f_artifacts = Vec::new();
+    let mut f_claims = Vec::new();
     let mut f_fields = Vec::new();
     let mut f_partitions = Vec::new();
     let mut f_files = Vec::new();
     let mut f_bytes = Vec::new();
 
-    // 1. artifacts
-    let (sums_a, sums_b) = (read_sums(a)?, read_sums(b)?);
-    let names: BTreeSet<String> = if sums_a.is_some() || sums_b.is_some() {
-        let mut n: BTreeSet<String> = WELL_KNOWN.iter().map(|s| s.to_string()).collect();
-        for s in [&sums_a, &sums_b].into_iter().flatten() {
-            n.extend(s.keys().cloned());
+    for r in [&ra, &rb] {
+        for d in &r.listing.dirs {
+            notes.push(format!(
+                "{d}/ in {}: a subdirectory; only the files at the top of a release directory are compared",
+                r.side
+            ));
         }
-        n
-    } else {
-        notes.push(format!(
-            "{SUMS}: not available in A or B; every top-level file was hashed"
-        ));
-        let mut n = top_level_files(a)?;
-        n.extend(top_level_files(b)?);
-        n
-    };
-    let art_a = artifacts(a, &names, sums_a.as_ref())?;
-    let art_b = artifacts(b, &names, sums_b.as_ref())?;
+    }
+
+    // 1. every file, by the digest of its bytes
+    let names: BTreeSet<&String> = ra
+        .listing
+        .files
+        .keys()
+        .chain(rb.listing.files.keys())
+        .collect();
     let mut differing: BTreeSet<String> = BTreeSet::new();
     for n in &names {
-        match (art_a.present.get(n), art_b.present.get(n)) {
-            (Some(x), Some(y)) if x != y => {
-                differing.insert(n.clone());
-                f_artifacts.push(Finding::ArtifactDiffers {
-                    artifact: n.clone(),
-                    a: format!("sha256:{x}"),
-                    b: format!("sha256:{y}"),
-                });
-            }
-            (Some(_), None) => {
-                differing.insert(n.clone());
-                f_artifacts.push(Finding::ArtifactOnlyIn {
-                    artifact: n.clone(),
-                    side: Side::A,
-                });
-            }
-            (None, Some(_)) => {
-                differing.insert(n.clone());
-                f_artifacts.push(Finding::ArtifactOnlyIn {
-                    artifact: n.clone(),
-                    side: Side::B,
-                });
-            }
-            _ => {}
+        match (ra.hex(n), rb.hex(n)) {
+            (Some(x), Some(y)) if x == y => continue,
+            (Some(x), Some(y)) => f_artifacts.push(Finding::ArtifactDiffers {
+                artifact: n.to_string(),
+                a: format!("sha256:{x}"),
+                b: format!("sha256:{y}"),
+            }),
+            (x, _) => f_artifacts.push(Finding::ArtifactOnlyIn {
+                artifact: n.to_string(),
+                side: if x.is_some() { Side::A } else { Side::B },
+            }),
         }
-        for (side, art) in [(Side::A, &art_a), (Side::B, &art_b)] {
-            if art.listed_missing.contains(n) {
-                f_artifacts.push(Finding::ArtifactMissing {
-                    artifact: n.clone(),
-                    side,
-                });
-            }
+        differing.insert(n.to_string());
+    }
+
+    // 2. what the manifests say about the files
+    for r in [&ra, &rb] {
+        check_sums(r, &mut f_artifacts, &mut f_claims)?;
+    }
+    let (bm_a, bm_b) = (ra.json(BUILD_MANIFEST)?, rb.json(BUILD_MANIFEST)?);
+    for (r, m) in [(&ra, &bm_a), (&rb, &bm_b)] {
+        if let Some(m) = m {
+            check_build_manifest(r, m, &mut f_claims);
         }
     }
 
-    // 2. build manifest
-    let bm = both(a, b, BUILD_MANIFEST, &mut notes, read_json)?;
-    if let Some((x, y)) = &bm {
-        let mut diffs = json::diff_json(x, y);
-        // causes before effects: what went in (tools, inputs, seed, epoch), then what came out
-        diffs.sort_by_key(|d| build_manifest_rank(&d.path));
-        for d in diffs {
-            f_fields.push(Finding::ManifestField {
-                manifest: BUILD_MANIFEST.into(),
-                path: d.path,
-                a: d.a,
-                b: d.b,
-            });
-        }
+    // 3. JSON fields of every differing JSON file
+    if let (Some(x), Some(y)) = (&bm_a, &bm_b) {
+        json_fields(BUILD_MANIFEST, x, y, true, &mut f_fields, &mut notes);
     }
-    // rootfs manifest: fields other than the entries
-    let rm: Option<(RootfsManifest, RootfsManifest)> = both(
-        a,
-        b,
-        ROOTFS_MANIFEST,
-        &mut notes,
-        rootfs::read_rootfs_manifest,
-    )?;
+    let rm: Option<(RootfsManifest, RootfsManifest)> =
+        match (ra.has(ROOTFS_MANIFEST), rb.has(ROOTFS_MANIFEST)) {
+            (true, true) => Some((
+                rootfs::read_rootfs_manifest(&a.join(ROOTFS_MANIFEST))?,
+                rootfs::read_rootfs_manifest(&b.join(ROOTFS_MANIFEST))?,
+            )),
+            _ => None,
+        };
     if let Some((x, y)) = &rm {
-        for d in json::diff_json(&x.other, &y.other) {
-            f_fields.push(Finding::ManifestField {
-                manifest: ROOTFS_MANIFEST.into(),
-                path: d.path,
-                a: d.a,
-                b: d.b,
-            });
+        json_fields(
+            ROOTFS_MANIFEST,
+            &x.other,
+            &y.other,
+            false,
+            &mut f_fields,
+            &mut notes,
+        );
+    }
+    for n in differing
+        .iter()
+        .filter(|n| n.ends_with(".json") && *n != BUILD_MANIFEST && *n != ROOTFS_MANIFEST)
+    {
+        if !(ra.has(n) && rb.has(n)) {
+            continue;
+        }
+        match (read_json(&a.join(n)), read_json(&b.join(n))) {
+            (Ok(x), Ok(y)) => json_fields(n, &x, &y, false, &mut f_fields, &mut notes),
+            _ => notes.push(format!(
+                "{n}: not valid JSON on both sides; compared by digest only"
+            )),
         }
     }
 
-    // 3. partitions by the build manifests
-    let (parts_a, parts_b) = bm
-        .as_ref()
-        .map(|(x, y)| (partitions_of(x), partitions_of(y)))
-        .unwrap_or_default();
-    let mut status: BTreeMap<String, Status> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    for p in parts_a.iter().chain(&parts_b) {
-        if !order.contains(&p.name) {
-            order.push(p.name.clone());
+    // 4. partitions by the build manifests
+    let claims_a = Claims::of(bm_a.as_ref());
+    let claims_b = Claims::of(bm_b.as_ref());
+    let mut order: Vec<&str> = Vec::new();
+    for p in claims_a.parts.iter().chain(&claims_b.parts) {
+        if !order.contains(&p.name.as_str()) {
+            order.push(&p.name);
         }
     }
-    for name in &order {
-        let ia = parts_a
-            .iter()
-            .find(|p| &p.name == name)
-            .and_then(|p| p.image_sha256.clone());
-        let ib = parts_b
-            .iter()
-            .find(|p| &p.name == name)
-            .and_then(|p| p.image_sha256.clone());
-        let st = match (&ia, &ib) {
-            (Some(x), Some(y)) if x == y => Status::Same,
-            (Some(x), Some(y)) => {
+    let mut reported_partitions = BTreeSet::new();
+    for name in order {
+        let digest = |c: &Claims| {
+            c.parts
+                .iter()
+                .find(|p| p.name == name)
+                .and_then(|p| p.image_sha256.clone())
+        };
+        if let (Some(x), Some(y)) = (digest(&claims_a), digest(&claims_b)) {
+            if x != y {
+                reported_partitions.insert(name.to_string());
                 f_partitions.push(Finding::PartitionDiffers {
-                    partition: name.clone(),
+                    partition: name.to_string(),
                     source: BUILD_MANIFEST.into(),
                     a: Some(format!("sha256:{x}")),
                     b: Some(format!("sha256:{y}")),
                 });
-                Status::Differs
             }
-            _ => Status::Unknown,
-        };
-        status.insert(name.clone(), st);
+        }
     }
-    let root_name: Option<String> = parts_a
+    let root_name: Option<String> = claims_a
+        .parts
         .iter()
+        .chain(&claims_b.parts)
         .find(|p| p.name == "root")
         .or_else(|| {
-            parts_a
+            claims_a
+                .parts
                 .iter()
                 .find(|p| p.type_.as_deref().is_some_and(is_root_type))
         })
         .map(|p| p.name.clone());
-    let any_known_differs = status.values().any(|s| *s == Status::Differs);
-
-    // 4. files of the root filesystem
     let root_label = root_name.clone().unwrap_or_else(|| "root".into());
-    let entry_diffs = rm
-        .as_ref()
-        .map(|(x, y)| rootfs::diff_entries(&x.entries, &y.entries));
-    for d in entry_diffs.iter().flatten() {
-        f_files.push(match d {
-            EntryDiff::OnlyIn { path, side } => Finding::FileOnlyIn {
-                partition: root_label.clone(),
-                path: path.clone(),
-                side: *side,
-            },
-            EntryDiff::Attribute {
-                path,
-                attribute,
+
+    // 5. files of the root filesystem
+    let mut entry_diffs: BTreeMap<String, ()> = BTreeMap::new();
+    if let Some((x, y)) = &rm {
+        for d in rootfs::diff_entries(&x.entries, &y.entries) {
+            f_files.push(match d {
+                EntryDiff::OnlyIn { path, side } => {
+                    entry_diffs.insert(path.clone(), ());
+                    Finding::FileOnlyIn {
+                        partition: root_label.clone(),
+                        path,
+                        side,
+                    }
+                }
+                EntryDiff::Attribute {
+                    path,
+                    attribute,
+                    a,
+                    b,
+                } => {
+                    if attribute == "content" {
+                        entry_diffs.insert(path.clone(), ());
+                    }
+                    Finding::FileDiffers {
+                        partition: root_label.clone(),
+                        path,
+                        attribute,
+                        a,
+                        b,
+                    }
+                }
+            });
+        }
+    }
+
+    // 6. bytes of the packages that differ
+    let mut found = Found::default();
+    for package in [DISK_PACKAGE, UPDATE_PACKAGE] {
+        if differing.contains(package) && ra.has(package) && rb.has(package) {
+            bytes::compare_package(
                 a,
                 b,
-            } => Finding::FileDiffers {
-                partition: root_label.clone(),
-                path: path.clone(),
-                attribute: attribute.clone(),
-                a: a.clone(),
-                b: b.clone(),
-            },
-        });
+                package,
+                (&claims_a, &claims_b),
+                &mut reported_partitions,
+                &mut found,
+            )?;
+        }
     }
-    let files_explain = entry_diffs.as_ref().is_some_and(|d| !d.is_empty());
-    let files_equal = entry_diffs.as_ref().is_some_and(|d| d.is_empty());
-
-    // 5. bytes of the packaged images
-    let is_root = |name: &str, type_guid: Option<&str>| match &root_name {
-        Some(r) => r == name,
-        None => name == "root" || type_guid.is_some_and(is_root_type),
-    };
-    let interest =
-        |name: &str, root: bool| match status.get(name).copied().unwrap_or(Status::Unknown) {
-            Status::Same => false,
-            _ if root && files_explain => false,
-            _ => true,
-        };
-    let mut reported_partitions: BTreeSet<String> = f_partitions
-        .iter()
-        .filter_map(|f| {
-            if let Finding::PartitionDiffers { partition, .. } = f {
-                Some(partition.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
-    for package in [DISK_PACKAGE, UPDATE_PACKAGE] {
-        if !differing.contains(package)
-            || !art_a.present.contains_key(package)
-            || !art_b.present.contains_key(package)
-        {
+    f_partitions.extend(found.partitions);
+    f_bytes.extend(found.bytes);
+    f_claims.extend(found.claims);
+    notes.extend(found.notes);
+    // A file whose data blocks differ while both rootfs manifests say its content is the same.
+    let mut stale: BTreeSet<&str> = BTreeSet::new();
+    for (partition, path) in &found.file_data {
+        let Some((x, y)) = &rm else { break };
+        if Some(partition) != root_name.as_ref() || entry_diffs.contains_key(path) {
             continue;
         }
-        let disk = package == DISK_PACKAGE;
-        let mut planner = |member: &str, _size: u64, head: &[u8]| -> Plan {
-            if disk {
-                plan_disk(
-                    head,
-                    &parts_a,
-                    &is_root,
-                    &interest,
-                    !any_known_differs,
-                    member,
-                )
-            } else {
-                let stem = member.strip_suffix(".img").unwrap_or(member);
-                let root = is_root(stem, None);
-                Plan {
-                    regions: vec![RegionSpec {
-                        name: member.to_string(),
-                        kind: RegionKind::Whole,
-                        start: 0,
-                        end: u64::MAX,
-                        interest: interest(stem, root),
-                        capture: true,
-                    }],
-                    gap_interest: false,
-                }
-            }
-        };
-        let outcomes = stream::compare_packages(&a.join(package), &b.join(package), &mut planner)?;
-        let before = f_bytes.len();
-        let mut all_equal = true;
-        for o in outcomes {
-            let m = match o {
-                MemberOutcome::OnlyIn { name, side } => {
-                    all_equal = false;
-                    f_bytes.push(Finding::MemberOnlyIn {
-                        artifact: package.into(),
-                        member: name,
-                        side,
-                    });
-                    continue;
-                }
-                MemberOutcome::Compared(m) => m,
-            };
-            if m.size_a != m.size_b {
-                all_equal = false;
-                f_bytes.push(Finding::MemberSizeDiffers {
-                    artifact: package.into(),
-                    member: m.name.clone(),
-                    a: m.size_a,
-                    b: m.size_b,
+        if let (Some(ex), Some(_)) = (x.entries.get(path), y.entries.get(path)) {
+            if stale.insert(path) {
+                f_claims.push(Finding::ManifestMismatch {
+                    side: None,
+                    manifest: ROOTFS_MANIFEST.into(),
+                    claim: path.clone(),
+                    detail: format!(
+                        "A and B both say its content is {}, but its data blocks differ in partition {partition}: one of the manifests does not describe its image",
+                        ex.sha256.as_deref().map_or("(none)".into(), |d| short(&bytes::norm_digest(d)))
+                    ),
                 });
             }
-            for r in &m.regions {
-                if !r.compared_to_end {
-                    all_equal = false;
-                }
-                let Some(off) = r.first_diff else { continue };
-                all_equal = false;
-                if !r.spec.interest {
-                    // found on the way to a region of interest, but already explained above
-                    continue;
-                }
-                let inner = off - r.spec.start;
-                let partition = match r.spec.kind {
-                    RegionKind::Partition => Some(r.spec.name.clone()),
-                    RegionKind::Whole if !disk => {
-                        let stem = m.name.strip_suffix(".img").unwrap_or(&m.name);
-                        status
-                            .contains_key(stem)
-                            .then(|| stem.to_string())
-                            .or_else(|| is_root(stem, None).then(|| stem.to_string()))
-                    }
-                    _ => None,
-                };
-                if disk {
-                    if let Some(p) = &partition {
-                        if reported_partitions.insert(p.clone()) {
-                            f_partitions.push(Finding::PartitionDiffers {
-                                partition: p.clone(),
-                                source: package.into(),
-                                a: None,
-                                b: None,
-                            });
-                        }
-                    }
-                }
-                let root = partition.as_deref().is_some_and(|p| is_root(p, None));
-                let ext4 = if matches!(r.spec.kind, RegionKind::Partition | RegionKind::Whole) {
-                    ext4::locate(&r.head_a, inner)
-                } else {
-                    None
-                };
-                f_bytes.push(Finding::BytesDiffer {
-                    artifact: package.into(),
-                    member: m.name.clone(),
-                    region: r.spec.name.clone(),
-                    region_kind: r.spec.kind,
-                    partition,
-                    region_offset: inner,
-                    member_offset: off,
-                    outside_files: root && files_equal,
-                    ext4,
-                });
-            }
-        }
-        if all_equal {
-            notes.push(format!("{package}: differs, but its members are byte-identical: the difference is in the packaging (tar headers or compression)"));
-        } else if f_bytes.len() == before {
-            notes.push(format!("{package}: differs; not compared byte by byte where the manifests already explain the difference"));
         }
     }
-    if rm.is_none() && f_partitions.iter().any(|f| matches!(f, Finding::PartitionDiffers { partition, .. } if is_root(partition, None))) {
+    if rm.is_none()
+        && f_partitions.iter().any(|f| {
+            matches!(f, Finding::PartitionDiffers { partition, .. } if Some(partition) == root_name.as_ref())
+        })
+    {
         notes.push(format!("partition {root_label} differs but the rootfs manifests are not both available: files not compared"));
     }
 
@@ -560,6 +486,7 @@ pub fn diff_dirs(a: &Path, b: &Path, opts: &Options) -> Result<Report, DiffError
     }
 
     let mut findings = f_artifacts;
+    findings.extend(f_claims);
     findings.extend(f_fields);
     findings.extend(f_partitions);
     findings.extend(f_files);
@@ -590,105 +517,4 @@ fn build_manifest_rank(path: &str) -> usize {
     ];
     let top = path.split(['.', '[']).next().unwrap_or(path);
     ORDER.iter().position(|k| *k == top).unwrap_or(ORDER.len())
-}
-
-/// Regions of a disk image: from its GPT, else from the build manifest's partitions, else whole.
-fn plan_disk(
-    head: &[u8],
-    parts: &[PartInfo],
-    is_root: &dyn Fn(&str, Option<&str>) -> bool,
-    interest: &dyn Fn(&str, bool) -> bool,
-    outside_interest: bool,
-    member: &str,
-) -> Plan {
-    let part = |name: &str, start: u64, end: u64, root: bool| {
-        let i = interest(name, root);
-        RegionSpec {
-            name: name.to_string(),
-            kind: RegionKind::Partition,
-            start,
-            end,
-            interest: i,
-            capture: i,
-        }
-    };
-    let other = |name: &str, kind, start: u64, end: u64| RegionSpec {
-        name: name.into(),
-        kind,
-        start,
-        end,
-        interest: outside_interest,
-        capture: false,
-    };
-    let mut regions = Vec::new();
-    if let Some(g) = gpt::parse_gpt(head) {
-        regions.push(other(
-            "protective MBR",
-            RegionKind::ProtectiveMbr,
-            0,
-            gpt::SECTOR,
-        ));
-        regions.push(other(
-            "primary GPT header",
-            RegionKind::GptHeader,
-            gpt::SECTOR,
-            2 * gpt::SECTOR,
-        ));
-        regions.push(other(
-            "primary GPT entries",
-            RegionKind::GptEntries,
-            g.entries_start,
-            g.entries_start + g.entries_len,
-        ));
-        for p in &g.partitions {
-            regions.push(part(
-                &p.name,
-                p.start,
-                p.end,
-                is_root(&p.name, Some(&p.type_guid)),
-            ));
-        }
-        if g.backup_header >= g.entries_len {
-            regions.push(other(
-                "backup GPT entries",
-                RegionKind::BackupGptEntries,
-                g.backup_header - g.entries_len,
-                g.backup_header,
-            ));
-        }
-        regions.push(other(
-            "backup GPT header",
-            RegionKind::BackupGptHeader,
-            g.backup_header,
-            g.backup_header + gpt::SECTOR,
-        ));
-    } else if parts.iter().any(|p| p.offset.is_some() && p.size.is_some()) {
-        for p in parts {
-            if let (Some(o), Some(s)) = (p.offset, p.size) {
-                regions.push(part(
-                    &p.name,
-                    o,
-                    o + s,
-                    is_root(&p.name, p.type_.as_deref()),
-                ));
-            }
-        }
-    } else {
-        return Plan {
-            regions: vec![RegionSpec {
-                name: member.into(),
-                kind: RegionKind::Whole,
-                start: 0,
-                end: u64::MAX,
-                interest: true,
-                capture: true,
-            }],
-            gap_interest: true,
-        };
-    }
-    regions.sort_by_key(|r| (r.start, r.end));
-    Plan {
-        regions,
-        gap_interest: outside_interest,
-    }
 }

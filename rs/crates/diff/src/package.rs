@@ -11,12 +11,13 @@
 //! records at newlines, so a package (or a rootfs tar handed to diffoscope) whose PAX header holds
 //! a value with a 0x0A byte (a binary xattr, a file name) could not be read.
 
-use std::fs::File;
+use std::collections::BTreeSet;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use icos_common::tarread::{RawEntry, TarReader};
 
+use crate::ext4map::BlockSource;
 use crate::DiffError;
 
 /// The decompressed stream of a package.
@@ -33,7 +34,7 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 impl Package {
     /// Opens `path`: zstd-compressed when it starts with the zstd magic, a plain tar otherwise.
     pub fn open(path: &Path) -> Result<Self, DiffError> {
-        let mut f = File::open(path).map_err(|e| DiffError::read(path, e))?;
+        let mut f = icos_common::open_regular(path).map_err(|e| DiffError::read(path, e))?;
         let mut magic = [0u8; 4];
         let n = read_full(&mut f, &mut magic).map_err(|e| DiffError::read(path, e))?;
         let head = io::Cursor::new(magic[..n].to_vec());
@@ -360,5 +361,73 @@ impl<'a> MemberReader<'a> {
         }
         self.pos += n as u64;
         Ok(Piece::Data(n))
+    }
+}
+
+/// The blocks of a filesystem inside member `member` of a package, from member offset `start`:
+/// each [`BlockSource::pass`] decodes the package again, up to the last block wanted.
+pub struct MemberBlocks {
+    pub package: PathBuf,
+    pub member: String,
+    pub start: u64,
+}
+
+impl BlockSource for MemberBlocks {
+    fn pass(
+        &mut self,
+        block_size: u64,
+        wanted: &BTreeSet<u64>,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), DiffError> {
+        let Some(&last) = wanted.last() else {
+            return Ok(());
+        };
+        let end = self.start + (last + 1) * block_size;
+        let mut pkg = Package::open(&self.package)?;
+        let mut members = pkg.members()?;
+        let mut m = loop {
+            match members.next_member()? {
+                None => return Ok(()),
+                Some(m) if m.name() == self.member => break m,
+                Some(_) => {}
+            }
+        };
+        let mut buf = vec![0u8; 256 << 10];
+        let mut block = Vec::with_capacity(block_size as usize);
+        let mut pos = 0u64;
+        while pos < end {
+            let (n, data) = match m.next_piece(&mut buf)? {
+                Piece::End => break,
+                Piece::Data(n) => (n as u64, Some(&buf[..n])),
+                Piece::Zeros(n) => (n, None),
+            };
+            let piece_end = pos + n;
+            let mut off = pos.max(self.start);
+            while off < piece_end.min(end) {
+                let b = (off - self.start) / block_size;
+                let b_start = self.start + b * block_size;
+                if !wanted.contains(&b) {
+                    // skip to the next wanted block, or past this piece
+                    off = match wanted.range(b + 1..).next() {
+                        Some(next) => (self.start + next * block_size).min(piece_end),
+                        None => piece_end,
+                    };
+                    continue;
+                }
+                let take = (b_start + block_size).min(piece_end) - off;
+                match data {
+                    Some(d) => block
+                        .extend_from_slice(&d[(off - pos) as usize..(off - pos + take) as usize]),
+                    None => block.resize(block.len() + take as usize, 0),
+                }
+                off += take;
+                if block.len() as u64 == block_size {
+                    visit(b, &block);
+                    block.clear();
+                }
+            }
+            pos = piece_end;
+        }
+        Ok(())
     }
 }

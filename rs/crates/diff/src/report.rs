@@ -3,12 +3,15 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::ext4::Ext4Location;
+use crate::ext4map::Role;
 use crate::rootfs::Side;
 use crate::stream::RegionKind;
 
-/// The `schema` value of the JSON report.
-pub const REPORT_SCHEMA: &str = "icos.diff-report/v1";
+/// The `schema` value of the JSON report. v2: artifacts are hashed by icos-diff (not taken from
+/// SHA256SUMS), manifests are checked against the bytes they describe (`manifest_mismatch`),
+/// every differing region and ext4 structure is reported (`bytes_differ` counts,
+/// `structure_differs`, `more_structures`), and `outside_files` is gone.
+pub const REPORT_SCHEMA: &str = "icos.diff-report/v2";
 
 /// One difference between the two builds. The JSON form is the variant's fields plus `kind`
 /// (the variant name in snake_case) and `message` (the human-readable line).
@@ -17,7 +20,7 @@ pub const REPORT_SCHEMA: &str = "icos.diff-report/v1";
 pub enum Finding {
     /// A release artifact exists in one directory only.
     ArtifactOnlyIn { artifact: String, side: Side },
-    /// A release artifact differs (sha256 from SHA256SUMS, or computed when not listed there).
+    /// A release artifact differs (sha256 computed by icos-diff from the file's bytes).
     ArtifactDiffers {
         artifact: String,
         a: String,
@@ -25,6 +28,17 @@ pub enum Finding {
     },
     /// SHA256SUMS lists a file that is not in its directory.
     ArtifactMissing { artifact: String, side: Side },
+    /// A manifest says something about bytes that the bytes contradict: a stale or forged
+    /// manifest. `side` is absent when A's and B's manifests agree with each other but the bytes
+    /// they describe differ (then one of them is wrong, which one is not known).
+    ManifestMismatch {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        side: Option<Side>,
+        manifest: String,
+        /// What the manifest says it about: a file name, a JSON path or a rootfs path.
+        claim: String,
+        detail: String,
+    },
     /// A field of a JSON manifest differs (`a`/`b` absent when the field is absent on that side).
     ManifestField {
         manifest: String,
@@ -74,7 +88,8 @@ pub enum Finding {
         a: u64,
         b: u64,
     },
-    /// The first differing byte of a region of a packaged image.
+    /// A region of a packaged image (partition, GPT structure, unpartitioned space, whole
+    /// member) whose bytes differ: where the first differing byte is, and how many differ.
     BytesDiffer {
         artifact: String,
         member: String,
@@ -83,14 +98,55 @@ pub enum Finding {
         /// Set when the region is a partition (or a filesystem image standing for one).
         #[serde(skip_serializing_if = "Option::is_none")]
         partition: Option<String>,
-        /// Offset inside the region (the partition).
+        /// Offset of the first differing byte inside the region (the partition).
         region_offset: u64,
-        /// Offset inside the member (the disk).
+        /// The same offset inside the member (the disk).
         member_offset: u64,
-        /// True when the rootfs manifests are equal, so no file explains the difference.
-        outside_files: bool,
+        /// Differing bytes, and the runs of consecutive differing bytes they form.
+        bytes: u64,
+        runs: u64,
+    },
+    /// One ext4 structure of a differing region whose bytes differ: the superblock, a group
+    /// descriptor, a bitmap, an inode, or the data blocks of one owner (a file, directory,
+    /// extent tree, xattr block, the journal) or of no owner.
+    StructureDiffers {
+        artifact: String,
+        member: String,
+        region_kind: RegionKind,
         #[serde(skip_serializing_if = "Option::is_none")]
-        ext4: Option<Ext4Location>,
+        partition: Option<String>,
+        /// `superblock`, `group_descriptors`, `inode_table`, `data_block`, … (see [`crate::ext4::Ext4Location`]).
+        structure: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        inode: Option<u64>,
+        /// The differing fields (superblock, descriptor and inode fields).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        fields: Vec<String>,
+        /// Differing blocks as `[first, last]` ranges (data blocks and bitmaps), the first few.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        blocks: Vec<[u64; 2]>,
+        /// Path of the inode or of the owner of the blocks in A, and in B when it differs.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path_b: Option<String>,
+        /// What the blocks are to their owner (`file_data`, `directory`, `extent_tree`, …).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
+        region_offset: u64,
+        member_offset: u64,
+        bytes: u64,
+        /// The structure for people: `inode 37 (/etc/motd): i_mtime, i_ctime differ`.
+        description: String,
+    },
+    /// More structures of a region differ than are listed.
+    MoreStructures {
+        artifact: String,
+        member: String,
+        region: String,
+        more: usize,
     },
 }
 
@@ -141,6 +197,15 @@ impl Finding {
                     "artifact {artifact}: listed in {side}'s SHA256SUMS but missing from {side}"
                 )
             }
+            Finding::ManifestMismatch {
+                side,
+                manifest,
+                claim,
+                detail,
+            } => match side {
+                Some(s) => format!("{s}'s {manifest}: {claim}: {detail}"),
+                None => format!("{manifest}: {claim}: {detail}"),
+            },
             Finding::ManifestField {
                 manifest,
                 path,
@@ -201,28 +266,60 @@ impl Finding {
                 partition,
                 region_offset,
                 member_offset,
-                outside_files,
-                ext4,
+                bytes,
+                runs,
             } => {
-                let what = if *outside_files {
-                    "filesystem metadata outside any file: "
-                } else {
-                    ""
+                let count = match bytes {
+                    1 => "1 byte differs".to_string(),
+                    n => format!("{n} bytes differ in {runs} run{}", plural(*runs)),
                 };
-                let place = match (region_kind, partition) {
-                    (RegionKind::Whole, Some(p)) => format!("artifact {artifact}: member {member} (partition {p}): {what}first differing byte at offset {region_offset}"),
-                    (RegionKind::Whole, None) => format!("artifact {artifact}: member {member}: {what}first differing byte at offset {region_offset}"),
-                    (_, Some(p)) => {
-                        format!("partition {p}: {what}first differing byte at partition offset {region_offset} ({member} offset {member_offset})")
-                    }
-                    (_, None) => format!("artifact {artifact}: member {member}: {region}: first differing byte at {member} offset {member_offset}"),
-                };
-                match ext4 {
-                    Some(l) => format!("{place}: ext4 {}", l.description),
-                    None => place,
+                match (region_kind, partition) {
+                    (RegionKind::Whole, Some(p)) => format!("artifact {artifact}: member {member} (partition {p}): {count}, the first at offset {region_offset}"),
+                    (RegionKind::Whole, None) => format!("artifact {artifact}: member {member}: {count}, the first at offset {region_offset}"),
+                    (_, Some(p)) => format!("partition {p}: {count}, the first at partition offset {region_offset} ({member} offset {member_offset})"),
+                    (_, None) => format!("artifact {artifact}: member {member}: {region}: {count}, the first at {member} offset {member_offset}"),
                 }
             }
+            Finding::StructureDiffers {
+                artifact,
+                member,
+                region_kind,
+                partition,
+                region_offset,
+                member_offset,
+                description,
+                ..
+            } => match (region_kind, partition) {
+                (RegionKind::Whole, Some(p)) => format!(
+                    "artifact {artifact}: member {member} (partition {p}): ext4 {description} (first at offset {region_offset})"
+                ),
+                (RegionKind::Whole, None) => format!(
+                    "artifact {artifact}: member {member}: ext4 {description} (first at offset {region_offset})"
+                ),
+                (_, Some(p)) => format!(
+                    "partition {p}: ext4 {description} (first at partition offset {region_offset}, {member} offset {member_offset})"
+                ),
+                (_, None) => format!(
+                    "artifact {artifact}: member {member}: ext4 {description} (first at {member} offset {member_offset})"
+                ),
+            },
+            Finding::MoreStructures {
+                artifact,
+                member,
+                region,
+                more,
+            } => format!(
+                "artifact {artifact}: member {member}: {region}: … and {more} more differing ext4 structures"
+            ),
         }
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 

@@ -1,10 +1,15 @@
 //! Lockstep comparison of the members of two packages, region by region, without materialising
-//! either image: both streams are decoded side by side, holes are compared as zeros without
-//! being expanded, and reading stops as soon as every region of interest has a first difference.
+//! either image: both streams are decoded side by side and holes are compared as zeros without
+//! being expanded. Every differing byte is found: the differing runs of each region are recorded
+//! (the first [`MAX_RUNS`] of them; all are counted), and windows of each side (a partition image,
+//! a whole disk) are hashed on the way, so manifests can be checked against the bytes.
 
 use std::path::Path;
 
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use icos_common::Digest;
 
 use crate::package::{MemberReader, Package, Piece};
 use crate::rootfs::Side as WhichSide;
@@ -14,6 +19,8 @@ use crate::DiffError;
 pub const HEAD: u64 = 1 << 20;
 /// How much of the start of a region is kept (from side A) when the region is marked `capture`.
 pub const CAPTURE: u64 = 1 << 20;
+/// How many differing runs of a region are kept (all are counted).
+pub const MAX_RUNS: usize = 10_000;
 
 /// What a region of a member is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -38,23 +45,48 @@ pub struct RegionSpec {
     pub start: u64,
     /// Exclusive.
     pub end: u64,
-    /// Keep reading until this region's first difference is found (or it is passed).
-    pub interest: bool,
     /// Keep the first [`CAPTURE`] bytes of side A (to parse a filesystem later).
     pub capture: bool,
+}
+
+/// A byte range of one side's member to hash (a partition image, the whole disk).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub side: WhichSide,
+    pub label: String,
+    pub start: u64,
+    /// Exclusive.
+    pub end: u64,
 }
 
 /// A region after the comparison.
 #[derive(Clone, Debug)]
 pub struct RegionResult {
     pub spec: RegionSpec,
-    /// Member offset of the first differing byte inside the region.
-    pub first_diff: Option<u64>,
-    /// Whether the whole region was compared (a region without a difference that was not
-    /// completely compared is "unknown", not "equal").
-    pub compared_to_end: bool,
+    /// Member offsets `[start, end)` of the differing runs, in order: the first [`MAX_RUNS`].
+    pub runs: Vec<(u64, u64)>,
+    /// How many differing runs there are in all.
+    pub run_count: u64,
+    /// How many bytes differ in all.
+    pub diff_bytes: u64,
     /// The first bytes of the region in A, when `capture` was asked for.
     pub head_a: Vec<u8>,
+}
+
+impl RegionResult {
+    /// Member offset of the first differing byte.
+    pub fn first_diff(&self) -> Option<u64> {
+        self.runs.first().map(|r| r.0)
+    }
+}
+
+/// A window after the comparison.
+#[derive(Clone, Debug)]
+pub struct WindowResult {
+    pub window: Window,
+    pub digest: Digest,
+    /// False when the member ended before the window did.
+    pub complete: bool,
 }
 
 /// One member present in both packages.
@@ -64,11 +96,12 @@ pub struct MemberResult {
     pub size_a: u64,
     pub size_b: u64,
     pub regions: Vec<RegionResult>,
+    pub windows: Vec<WindowResult>,
 }
 
 impl MemberResult {
     pub fn differs(&self) -> bool {
-        self.size_a != self.size_b || self.regions.iter().any(|r| r.first_diff.is_some())
+        self.size_a != self.size_b || self.regions.iter().any(|r| r.run_count > 0)
     }
 }
 
@@ -78,13 +111,13 @@ pub enum MemberOutcome {
     OnlyIn { name: String, side: WhichSide },
 }
 
-/// The regions of one member.
+/// The regions of one member, and the windows of each side to hash.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
-    /// Sorted, not overlapping; regions past the member's end are dropped, overlaps clipped.
+    /// Sorted, not overlapping; regions past the member's end are dropped, overlaps clipped;
+    /// gaps between them become [`RegionKind::Unpartitioned`] regions.
     pub regions: Vec<RegionSpec>,
-    /// Whether the gaps between `regions` (filled in as [`RegionKind::Unpartitioned`]) are of interest.
-    pub gap_interest: bool,
+    pub windows: Vec<Window>,
 }
 
 /// Decides the regions of a member from its name, its size in A and its first bytes in A
@@ -223,77 +256,80 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn first_nonzero(d: &[u8]) -> Option<usize> {
-    let mut base = 0;
-    for c in d.chunks(4096) {
-        if !c.iter().all(|&x| x == 0) {
-            return c.iter().position(|&x| x != 0).map(|i| base + i);
-        }
-        base += c.len();
-    }
-    None
-}
-
-fn first_mismatch(a: Span<'_>, b: Span<'_>) -> Option<usize> {
-    match (a, b) {
-        (Span::Zeros, Span::Zeros) => None,
-        (Span::Zeros, Span::Data(d)) | (Span::Data(d), Span::Zeros) => first_nonzero(d),
-        (Span::Data(x), Span::Data(y)) => {
-            let mut base = 0;
-            for (cx, cy) in x.chunks(4096).zip(y.chunks(4096)) {
-                if cx != cy {
-                    return cx
-                        .iter()
-                        .zip(cy)
-                        .position(|(p, q)| p != q)
-                        .map(|i| base + i);
-                }
-                base += cx.len();
+/// Appends the differing runs of `a` and `b` (`n` bytes at member offset `pos`) to `out`.
+fn diff_runs(pos: u64, a: Span<'_>, b: Span<'_>, n: u64, out: &mut impl FnMut(u64, u64)) {
+    let scan = |base: u64, x: &[u8], y: Option<&[u8]>, out: &mut dyn FnMut(u64, u64)| {
+        let differs = |i: usize| match y {
+            Some(y) => x[i] != y[i],
+            None => x[i] != 0,
+        };
+        let mut i = 0;
+        while i < x.len() {
+            if !differs(i) {
+                i += 1;
+                continue;
             }
-            None
+            let start = i;
+            while i < x.len() && differs(i) {
+                i += 1;
+            }
+            out(base + start as u64, base + i as u64);
+        }
+    };
+    match (a, b) {
+        (Span::Zeros, Span::Zeros) => {}
+        (Span::Zeros, Span::Data(d)) | (Span::Data(d), Span::Zeros) => {
+            let d = &d[..n as usize];
+            for (k, c) in d.chunks(4096).enumerate() {
+                if c.iter().any(|&x| x != 0) {
+                    scan(pos + (k * 4096) as u64, c, None, out);
+                }
+            }
+        }
+        (Span::Data(x), Span::Data(y)) => {
+            let (x, y) = (&x[..n as usize], &y[..n as usize]);
+            for (k, (cx, cy)) in x.chunks(4096).zip(y.chunks(4096)).enumerate() {
+                if cx != cy {
+                    scan(pos + (k * 4096) as u64, cx, Some(cy), out);
+                }
+            }
         }
     }
 }
 
 struct Tracker {
     regions: Vec<RegionResult>,
-    skip_until: u64,
 }
 
 impl Tracker {
-    fn new(plan: Plan, size: u64) -> Self {
-        let gi = plan.gap_interest;
+    fn new(plan_regions: Vec<RegionSpec>, size: u64) -> Self {
         let mut regions = Vec::new();
         let mut at = 0;
-        for s in plan.regions {
+        let result = |spec| RegionResult {
+            spec,
+            runs: Vec::new(),
+            run_count: 0,
+            diff_bytes: 0,
+            head_a: Vec::new(),
+        };
+        for s in plan_regions {
             let (start, end) = (s.start.max(at).min(size), s.end.min(size));
             if start >= end {
                 continue;
             }
             if start > at {
-                regions.push(gap(at, start, gi));
+                regions.push(result(gap(at, start)));
             }
-            regions.push(RegionResult {
-                spec: RegionSpec { start, end, ..s },
-                first_diff: None,
-                compared_to_end: false,
-                head_a: Vec::new(),
-            });
+            regions.push(result(RegionSpec { start, end, ..s }));
             at = end;
         }
         if at < size {
-            regions.push(gap(at, size, gi));
+            regions.push(result(gap(at, size)));
         }
-        Tracker {
-            regions,
-            skip_until: 0,
-        }
+        Tracker { regions }
     }
 
     fn capture(&mut self, pos: u64, a: Span<'_>, n: u64) {
-        if n == 0 {
-            return;
-        }
         for r in self.regions.iter_mut().filter(|r| r.spec.capture) {
             let want_end = r.spec.start + CAPTURE.min(r.spec.end - r.spec.start);
             let have = r.spec.start + r.head_a.len() as u64;
@@ -308,73 +344,124 @@ impl Tracker {
         }
     }
 
-    fn record(&mut self, p: u64) {
-        let i = self.regions.partition_point(|r| r.spec.end <= p);
-        match self.regions.get_mut(i) {
-            Some(r) if r.spec.start <= p => {
-                r.first_diff.get_or_insert(p);
-                self.skip_until = r.spec.end;
-            }
-            _ => self.skip_until = p + 1,
-        }
-    }
-
-    /// Compares `n` bytes at member offset `pos`.
-    fn span(&mut self, pos: u64, a: Span<'_>, b: Span<'_>, n: u64) {
-        let mut off = 0;
-        while off < n {
-            let len = n - off;
-            let here = pos + off;
-            if here < self.skip_until {
-                let k = len.min(self.skip_until - here);
-                self.capture(here, a.sub(off, k), k);
-                off += k;
-                continue;
-            }
-            match first_mismatch(a.sub(off, len), b.sub(off, len)) {
-                None => {
-                    self.capture(here, a.sub(off, len), len);
-                    off = n;
-                }
-                Some(i) => {
-                    let i = i as u64;
-                    self.capture(here, a.sub(off, i), i);
-                    off += i;
-                    self.record(pos + off);
+    /// Records the differing run `[start, end)`, split at region boundaries.
+    fn record(&mut self, mut start: u64, end: u64) {
+        while start < end {
+            let i = self.regions.partition_point(|r| r.spec.end <= start);
+            let Some(r) = self.regions.get_mut(i) else {
+                return;
+            };
+            let stop = end.min(r.spec.end);
+            r.diff_bytes += stop - start;
+            let all_kept = r.run_count as usize == r.runs.len();
+            match r.runs.last_mut() {
+                // adjacent to the last run (split at a chunk boundary): the same run
+                Some(last) if last.1 == start && all_kept => last.1 = stop,
+                _ => {
+                    r.run_count += 1;
+                    if r.runs.len() < MAX_RUNS {
+                        r.runs.push((start, stop));
+                    }
                 }
             }
+            start = stop;
         }
-    }
-
-    /// Nothing left to learn past `pos`.
-    fn done(&self, pos: u64) -> bool {
-        self.regions.iter().all(|r| {
-            let open = r.spec.end > pos;
-            let want_diff = r.spec.interest && r.first_diff.is_none() && open;
-            let cap_len = CAPTURE.min(r.spec.end - r.spec.start);
-            let want_capture = r.spec.capture
-                && r.first_diff.is_some()
-                && (r.head_a.len() as u64) < cap_len
-                && open;
-            !want_diff && !want_capture
-        })
     }
 }
 
-fn gap(start: u64, end: u64, interest: bool) -> RegionResult {
-    RegionResult {
-        spec: RegionSpec {
-            name: "unpartitioned space".into(),
-            kind: RegionKind::Unpartitioned,
-            start,
-            end,
-            interest,
-            capture: false,
-        },
-        first_diff: None,
-        compared_to_end: false,
-        head_a: Vec::new(),
+fn gap(start: u64, end: u64) -> RegionSpec {
+    RegionSpec {
+        name: "unpartitioned space".into(),
+        kind: RegionKind::Unpartitioned,
+        start,
+        end,
+        capture: false,
     }
+}
+
+/// The windows of one side being hashed.
+struct Hashers {
+    windows: Vec<(Window, Sha256, u64)>,
+}
+
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+impl Hashers {
+    fn new(windows: &[Window], side: WhichSide, size: u64) -> Self {
+        Hashers {
+            windows: windows
+                .iter()
+                .filter(|w| w.side == side && w.start < w.end && w.start < size)
+                .map(|w| {
+                    // a window past the member's end stays incomplete; "to the end" is clipped
+                    let w = if w.end == u64::MAX {
+                        Window {
+                            end: size,
+                            ..w.clone()
+                        }
+                    } else {
+                        w.clone()
+                    };
+                    let start = w.start;
+                    (w, Sha256::new(), start)
+                })
+                .collect(),
+        }
+    }
+
+    /// Feeds `n` bytes at member offset `pos`.
+    fn feed(&mut self, pos: u64, s: Span<'_>, n: u64) {
+        for (w, h, at) in &mut self.windows {
+            let (from, to) = (pos.max(*at), (pos + n).min(w.end));
+            if from != *at || from >= to {
+                continue;
+            }
+            match s.sub(from - pos, to - from) {
+                Span::Data(d) => h.update(d),
+                Span::Zeros => {
+                    let mut left = to - from;
+                    while left > 0 {
+                        let k = left.min(ZEROS.len() as u64);
+                        h.update(&ZEROS[..k as usize]);
+                        left -= k;
+                    }
+                }
+            }
+            *at = to;
+        }
+    }
+
+    /// The farthest offset still wanted.
+    fn wanted_until(&self) -> u64 {
+        self.windows
+            .iter()
+            .filter(|(w, _, at)| *at < w.end)
+            .map(|(w, _, _)| w.end)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn finish(self) -> Vec<WindowResult> {
+        self.windows
+            .into_iter()
+            .map(|(window, h, at)| WindowResult {
+                complete: at == window.end,
+                digest: Digest::from_bytes(h.finalize().into()),
+                window,
+            })
+            .collect()
+    }
+}
+
+/// Reads the rest of one side for its windows only.
+fn drain(r: &mut Reader<'_>, mut pos: u64, hashers: &mut Hashers) -> Result<(), DiffError> {
+    while pos < hashers.wanted_until() {
+        let Some(n) = r.avail()? else { break };
+        hashers.feed(pos, r.span(), n);
+        r.consume(n);
+        pos += n;
+    }
+    Ok(())
 }
 
 fn compare_members(
@@ -387,30 +474,52 @@ fn compare_members(
     let limit = size_a.min(size_b);
     let mut ra = Reader::new(a);
     let mut rb = Reader::new(b);
-    let head_a = ra.read_head(HEAD.min(limit))?;
-    let head_b = rb.read_head(HEAD.min(limit))?;
-    let mut t = Tracker::new(planner(&name, size_a, &head_a), size_a);
+    let head_a = ra.read_head(HEAD.min(size_a))?;
+    let head_b = rb.read_head(HEAD.min(size_b))?;
+    let plan = planner(&name, size_a, &head_a);
+    let mut t = Tracker::new(plan.regions, size_a);
+    let mut ha = Hashers::new(&plan.windows, WhichSide::A, size_a);
+    let mut hb = Hashers::new(&plan.windows, WhichSide::B, size_b);
+    ha.feed(0, Span::Data(&head_a), head_a.len() as u64);
+    hb.feed(0, Span::Data(&head_b), head_b.len() as u64);
     let m = head_a.len().min(head_b.len()) as u64;
-    t.span(0, Span::Data(&head_a), Span::Data(&head_b), m);
+    t.capture(0, Span::Data(&head_a), m);
+    diff_runs(
+        0,
+        Span::Data(&head_a),
+        Span::Data(&head_b),
+        m,
+        &mut |s, e| t.record(s, e),
+    );
+    // A head longer than the other side's whole member: the rest only feeds A's windows.
+    let (mut pos_a, mut pos_b) = (head_a.len() as u64, head_b.len() as u64);
     drop((head_a, head_b));
-    let mut pos = m;
-    while pos < limit && !t.done(pos) {
-        let (Some(xa), Some(xb)) = (ra.avail()?, rb.avail()?) else {
-            break;
-        };
-        let n = xa.min(xb).min(limit - pos);
-        t.span(pos, ra.span(), rb.span(), n);
-        ra.consume(n);
-        rb.consume(n);
-        pos += n;
+    if pos_a == pos_b {
+        while pos_a < limit {
+            let (Some(xa), Some(xb)) = (ra.avail()?, rb.avail()?) else {
+                break;
+            };
+            let n = xa.min(xb).min(limit - pos_a);
+            let (sa, sb) = (ra.span(), rb.span());
+            t.capture(pos_a, sa, n);
+            diff_runs(pos_a, sa, sb, n, &mut |s, e| t.record(s, e));
+            ha.feed(pos_a, sa, n);
+            hb.feed(pos_a, sb, n);
+            ra.consume(n);
+            rb.consume(n);
+            pos_a += n;
+        }
+        pos_b = pos_a;
     }
-    for r in &mut t.regions {
-        r.compared_to_end = r.first_diff.is_some() || r.spec.end <= pos;
-    }
+    drain(&mut ra, pos_a, &mut ha)?;
+    drain(&mut rb, pos_b, &mut hb)?;
+    let mut windows = ha.finish();
+    windows.extend(hb.finish());
     Ok(MemberResult {
         name,
         size_a,
         size_b,
         regions: t.regions,
+        windows,
     })
 }

@@ -12,18 +12,23 @@ use icos_diff::{diff_dirs, Options};
     after_help = "EXAMPLE:\n  icos-diff build1/bazel-bin/ic-os build2/bazel-bin/ic-os\n  \
 icos-diff A B --json > diff.json\n  \
 icos-diff A B --diffoscope --rootfs-tar-a A/rootfs.tar --rootfs-tar-b B/rootfs.tar\n\n\
-Findings come one per line, most significant first: artifacts (SHA256SUMS), build-manifest.json\n\
-fields, partitions, root filesystem paths and attributes, then the first differing byte of each\n\
-partition no file explains (named down to the ext4 structure). Packaged images are streamed,\n\
-never extracted.\n\n\
+Every file of both directories is hashed by icos-diff itself (SHA256SUMS and the manifests are\n\
+claims it checks against the bytes, naming a manifest that does not describe its file). Findings\n\
+come one per line, most significant first: files that differ or exist on one side, manifests\n\
+that disagree with the bytes, fields of differing JSON files (build manifest, rootfs manifest,\n\
+provenance, SBOM), partitions, root filesystem paths and attributes, then every differing region\n\
+of the packaged images and, in ext4 partitions, every differing structure (superblock field,\n\
+group descriptor, bitmap, inode and field, data blocks), inodes and blocks named by their file.\n\
+Packaged images are streamed, never extracted; symbolic links and special files in a release\n\
+directory are refused.\n\n\
 EXIT STATUS: 0 identical, 1 differences found, 2 error (unreadable or malformed input)."
 )]
 struct Args {
-    /// The first release directory (SHA256SUMS, build-manifest.json, rootfs.manifest.json, *.tar.zst).
+    /// The first release directory (SHA256SUMS, build-manifest.json, rootfs.manifest.json, *.tar.zst, …).
     a_dir: PathBuf,
     /// The second release directory.
     b_dir: PathBuf,
-    /// Print the report as JSON (schema icos.diff-report/v1) instead of lines.
+    /// Print the report as JSON (schema icos.diff-report/v2) instead of lines.
     #[arg(long)]
     json: bool,
     /// Run diffoscope on the first file whose content differs (needs --rootfs-tar-a/-b).

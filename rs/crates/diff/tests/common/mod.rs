@@ -182,7 +182,9 @@ fn write_gpt(d: &mut [u8], disk_guid: u8) {
 }
 
 /// A 1-group ext4 head (4 KiB blocks, 256-byte inodes, 128 inodes): GDT in block 1, block
-/// bitmap 2, inode bitmap 3, inode table 4..12; file data at block 20.
+/// bitmap 2, inode bitmap 3, inode table 4..12. Inode 2 is the root directory (entries in block
+/// 21: `etc` = inode 13), inode 13 `/etc` (block 22: `motd` = inode 12), inode 12 `/etc/motd`,
+/// whose data is block 20; all three map their blocks with one extent in the inode.
 fn write_fs(fs: &mut [u8]) {
     let sb = 1024;
     put(fs, sb, &128u32.to_le_bytes());
@@ -201,12 +203,52 @@ fn write_fs(fs: &mut [u8]) {
     put(fs, 4096 + 8, &4u32.to_le_bytes());
     put(fs, 2 * 4096, &[0xff; 3]);
     put(fs, 3 * 4096, &[0xff; 2]);
+    let inode = |n: usize| INODE_TABLE + (n - 1) * 256;
     for ino in 1..=12 {
-        let at = 4 * 4096 + (ino - 1) * 256;
-        put(fs, at, &0o100644u16.to_le_bytes());
-        put(fs, at + 0x0c, &1_700_000_000u32.to_le_bytes());
+        put(fs, inode(ino), &0o100644u16.to_le_bytes());
+        put(fs, inode(ino) + 0x0c, &1_700_000_000u32.to_le_bytes());
     }
+    // (inode, mode, links, data block)
+    for (ino, mode, links, block) in [
+        (2usize, 0o40755u16, 3u16, 21u32),
+        (13, 0o40755, 2, 22),
+        (12, 0o100644, 1, 20),
+    ] {
+        let at = inode(ino);
+        put(fs, at, &mode.to_le_bytes());
+        put(fs, at + 0x1a, &links.to_le_bytes());
+        put(fs, at + 0x20, &0x80000u32.to_le_bytes()); // EXT4_EXTENTS_FL
+                                                       // extent header (magic, 1 entry, max 4, depth 0), then one leaf: block 0, 1 block
+        put(fs, at + 0x28, &[0x0a, 0xf3, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0]);
+        put(fs, at + 0x34, &0u32.to_le_bytes());
+        put(fs, at + 0x38, &1u16.to_le_bytes());
+        put(fs, at + 0x3c, &block.to_le_bytes());
+    }
+    dir_block(&mut fs[21 * 4096..22 * 4096], 2, 2, &[("etc", 13)]);
+    dir_block(&mut fs[22 * 4096..23 * 4096], 13, 2, &[("motd", 12)]);
     put(fs, MOTD_DATA, b"hello from icos\n");
+}
+
+/// Byte offset of the inode table in the fake filesystem.
+pub const INODE_TABLE: usize = 4 * 4096;
+
+/// A linear directory block: `.`, `..`, then `entries`, the last one spanning the block.
+fn dir_block(b: &mut [u8], me: u32, parent: u32, entries: &[(&str, u32)]) {
+    let mut all = vec![(".", me), ("..", parent)];
+    all.extend_from_slice(entries);
+    let mut off = 0;
+    for (i, (name, ino)) in all.iter().enumerate() {
+        let len = if i + 1 == all.len() {
+            b.len() - off
+        } else {
+            (8 + name.len()).div_ceil(4) * 4
+        };
+        put(b, off, &ino.to_le_bytes());
+        put(b, off + 4, &(len as u16).to_le_bytes());
+        b[off + 6] = name.len() as u8;
+        put(b, off + 8, name.as_bytes());
+        off += len;
+    }
 }
 
 /// One build: its disk bytes, rootfs entries and build-manifest knobs.
@@ -217,6 +259,8 @@ pub struct Build {
     pub seed: String,
     /// Write `disk.partitions[].image_sha256` into the build manifest.
     pub partition_shas: bool,
+    /// Write `disk.partitions[].image_size` into the build manifest.
+    pub partition_image_sizes: bool,
     /// mtime of the tar members of the packages.
     pub package_mtime: u64,
 }
@@ -245,8 +289,22 @@ impl Build {
             entries,
             seed: "seed-1".into(),
             partition_shas: true,
+            partition_image_sizes: true,
             package_mtime: 1_700_000_000,
         }
+    }
+
+    /// A build whose root partition holds `fs` (a filesystem image of at most the partition's
+    /// size) instead of the fake filesystem.
+    pub fn with_root_fs(fs: &[u8]) -> Self {
+        let mut b = Build::new();
+        assert!(
+            fs.len() <= ROOT_END - ROOT_START,
+            "the root partition holds 2080256 bytes"
+        );
+        b.disk[ROOT_START..ROOT_END].fill(0);
+        b.disk[ROOT_START..ROOT_START + fs.len()].copy_from_slice(fs);
+        b
     }
 
     pub fn entry_mut(&mut self, path: &str) -> &mut serde_json::Map<String, Value> {
@@ -288,14 +346,14 @@ impl Build {
             "source_date_epoch": 1700000000,
             "entries": self.entries,
         });
-        fs::write(
-            dir.join("rootfs.manifest.json"),
-            serde_json::to_string_pretty(&rootfs).unwrap(),
-        )
-        .unwrap();
+        let rootfs_bytes = serde_json::to_string_pretty(&rootfs).unwrap();
+        fs::write(dir.join("rootfs.manifest.json"), &rootfs_bytes).unwrap();
         let part = |name: &str, ty: &str, start: usize, end: usize, data: &[u8]| {
             let mut p = json!({"name": name, "type": ty, "first_lba": start / 512, "last_lba": end / 512 - 1,
-                               "offset": start, "size": end - start, "image_size": data.len()});
+                               "offset": start, "size": end - start});
+            if self.partition_image_sizes {
+                p["image_size"] = json!(data.len());
+            }
             if self.partition_shas {
                 p["image_sha256"] = json!(Digest::of(data).to_string());
             }
@@ -309,7 +367,7 @@ impl Build {
             "tools": [{"name": "icos-tools", "version": "0.1.0", "digest": Digest::of(b"tools").to_string()}],
             "inputs": [{"name": "base", "uri": "oci:base@sha256:00", "digest": Digest::of(b"base").to_string()},
                        {"name": "/etc/motd", "digest": Digest::of(b"motd").to_string()}],
-            "rootfs": {"manifest_sha256": Digest::of(rootfs.to_string().as_bytes()).to_string(), "entries": self.entries.len()},
+            "rootfs": {"manifest_sha256": Digest::of(rootfs_bytes.as_bytes()).to_string(), "entries": self.entries.len()},
             "disk": {"sha256": Digest::of(&self.disk).to_string(), "size": self.disk.len(),
                      "partitions": [part("esp", "esp", ESP_START, ESP_END, self.esp()),
                                     part("root", "linux-root-x86-64", ROOT_START, ROOT_END, self.root())]},
