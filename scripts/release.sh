@@ -6,12 +6,15 @@
 # OUT_DIR gets the artifacts listed in SHA256SUMS (disk-img.tar.zst, update-img.tar.zst,
 # build-manifest.json, rootfs.manifest.json), SHA256SUMS, provenance.intoto.json (SLSA v1),
 # sbom.spdx.json (SPDX 2.3) and a minisign signature for SHA256SUMS, the build manifest, the
-# provenance and the SBOM. Anyone verifies it with stock tools:
-#   minisign -Vm SHA256SUMS -p release.pub && sha256sum -c SHA256SUMS
-# or rebuilds it from source: scripts/verify-release.sh OUT_DIR CHECKOUT release.pub
+# provenance and the SBOM. Anyone verifies it with stock tools (every signature, then every hash):
+#   for f in SHA256SUMS build-manifest.json provenance.intoto.json sbom.spdx.json; do
+#     minisign -Vm "$f" -p release.pub || exit 1; done && sha256sum -c --strict SHA256SUMS
+# with `icos-sign verify --public-key release.pub OUT_DIR`, which also refuses any other file and
+# checks that the provenance and SBOM describe this release, or rebuilds it from source:
+#   scripts/verify-release.sh OUT_DIR CHECKOUT release.pub
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 (($#)) || usage
 out=$1
 shift
