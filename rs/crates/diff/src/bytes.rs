@@ -442,7 +442,11 @@ fn region_findings(
         found.notes.push(format!("{package}: {where_}: only the first {} of {} differing runs were mapped to ext4 structures", r.runs.len(), r.run_count));
     }
     if dropped > 0 {
-        found.notes.push(format!("{package}: {where_}: {dropped} differing bytes in data blocks past the first {} were not mapped to files", crate::structures::MAX_DATA_BLOCKS));
+        found.notes.push(format!(
+            "{package}: {where_}: {dropped} differing bytes past the first {} data blocks or {} other ext4 structures are counted, not named",
+            crate::structures::MAX_DATA_BLOCKS,
+            crate::structures::MAX_UNITS
+        ));
     }
     let needs_map = !data.is_empty() || structures.iter().any(|s| s.inode.is_some());
     let (map_a, map_b) = if needs_map {
@@ -451,9 +455,12 @@ fn region_findings(
             member: member.to_string(),
             start,
         };
+        // B's filesystem is mapped with its own geometry (its superblock and descriptors).
+        let mut b = src(pb);
+        let head_b = b.head(r.head_a.len() as u64)?;
         (
             Ext4Map::build(&r.head_a, &mut src(pa))?,
-            Ext4Map::build(&r.head_a, &mut src(pb))?,
+            Ext4Map::build(&head_b, &mut b)?,
         )
     } else {
         (None, None)

@@ -372,6 +372,18 @@ pub struct MemberBlocks {
     pub start: u64,
 }
 
+impl MemberBlocks {
+    /// The first `len` bytes of the filesystem (fewer if the member ends first).
+    pub fn head(&mut self, len: u64) -> Result<Vec<u8>, DiffError> {
+        const UNIT: u64 = 4096;
+        let wanted: BTreeSet<u64> = (0..len.div_ceil(UNIT)).collect();
+        let mut out = Vec::with_capacity(len as usize);
+        self.pass(UNIT, &wanted, &mut |_, bytes| out.extend_from_slice(bytes))?;
+        out.truncate(len as usize);
+        Ok(out)
+    }
+}
+
 impl BlockSource for MemberBlocks {
     fn pass(
         &mut self,

@@ -9,6 +9,8 @@ use crate::ext4map::{Ext4Map, Owner, Role};
 
 /// How many distinct differing data blocks are told apart (the rest are counted).
 pub const MAX_DATA_BLOCKS: usize = 100_000;
+/// How many other distinct structures (fields of inodes, descriptors, …) are told apart.
+pub const MAX_UNITS: usize = 10_000;
 /// How many ranges of blocks one structure lists.
 const MAX_RANGES: usize = 8;
 
@@ -20,7 +22,8 @@ pub struct Located {
     /// Every structure but data blocks.
     pub structures: Vec<Structure>,
     pub data: DataBlocks,
-    /// Differing bytes in data blocks past the first [`MAX_DATA_BLOCKS`].
+    /// Differing bytes past the first [`MAX_DATA_BLOCKS`] data blocks or [`MAX_UNITS`] other
+    /// structures, counted but not told apart.
     pub dropped: u64,
 }
 
@@ -95,16 +98,20 @@ pub fn locate_runs(head: &[u8], runs: &[(u64, u64)]) -> Option<Located> {
                 Some(i) => format!("inode {i}"),
                 None => name,
             };
-            let u = units
-                .entry((loc.structure.clone(), name.clone()))
-                .or_insert_with(|| Unit {
-                    structure: loc.structure.clone(),
-                    name,
-                    group: loc.group,
-                    inode: loc.inode,
-                    first: off,
-                    ..Unit::default()
-                });
+            let key = (loc.structure.clone(), name.clone());
+            if units.len() >= MAX_UNITS && !units.contains_key(&key) {
+                data_dropped += n;
+                off = stop;
+                continue;
+            }
+            let u = units.entry(key).or_insert_with(|| Unit {
+                structure: loc.structure.clone(),
+                name,
+                group: loc.group,
+                inode: loc.inode,
+                first: off,
+                ..Unit::default()
+            });
             u.bytes += n;
             if let (Some(b), true) = (loc.block, loc.field.is_none() && loc.inode.is_none()) {
                 u.blocks.insert(b);

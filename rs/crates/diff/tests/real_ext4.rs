@@ -179,3 +179,46 @@ fn inodes_and_blocks_of_a_real_ext4_are_named_by_path() {
         );
     }
 }
+
+#[test]
+fn blocks_of_a_file_that_only_b_has_are_named_from_b() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image_a = filesystem(tmp.path());
+    // B is A plus /etc/new, written by debugfs into blocks A leaves free
+    let image_b = tmp.path().join("fs-b.img");
+    fs::copy(&image_a, &image_b).unwrap();
+    let src = tmp.path().join("new");
+    fs::write(&src, [0x5a; 3 * 4096]).unwrap();
+    let script = tmp.path().join("cmds");
+    fs::write(&script, format!("cd /etc\nwrite {} new\n", src.display())).unwrap();
+    let st = Command::new("debugfs")
+        .env("E2FSPROGS_FAKE_TIME", "1700000000")
+        .arg("-w")
+        .arg("-f")
+        .arg(&script)
+        .arg(&image_b)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    let new: u64 = debugfs(&image_b, "bmap /etc/new 0").trim().parse().unwrap();
+    assert!(
+        debugfs(&image_a, &format!("icheck {new}")).contains("<block not found>"),
+        "block {new} is free in A"
+    );
+    let a = Build::with_root_fs(&fs::read(&image_a).unwrap());
+    let b = Build::with_root_fs(&fs::read(&image_b).unwrap());
+    let (pa, pb) = (tmp.path().join("a"), tmp.path().join("b"));
+    a.write(&pa);
+    b.write(&pb);
+    let text = diff_dirs(&pa, &pb, &Options::default())
+        .unwrap()
+        .render_text();
+    let want = format!(
+        "partition root: ext4 data blocks {new}-{} (3 blocks) (free space: no inode maps it; in B: /etc/new: file data) differ",
+        new + 2
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with(&want)),
+        "no line starting {want:?} in:\n{text}"
+    );
+}
