@@ -4,7 +4,8 @@
 # "reproduced"), and prove that hostile releases are refused, each with a clear message, by both
 # `icos-sign verify` and verify-release.sh: a tampered artifact, a wrong key, a provenance or SBOM
 # that is a symbolic link, a directory or a FIFO, a provenance or SBOM of another release signed
-# by the same key, and a release without its provenance, SBOM and their signatures.
+# by the same key, and a release without its provenance, SBOM and their signatures; and that a
+# validly signed provenance or SBOM the rebuild does not make is not "reproduced".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/icos-release-e2e.XXXXXX)
@@ -109,6 +110,32 @@ for name in provenance.intoto.json sbom.spdx.json; do
   case_dir
   cp "$other/$name" "$other/$name.minisig" "$work/case/"
   refuse "the $name of another release signed by the same key" "$work/case" "$name does not belong to this release"
+done
+
+# Validly signed metadata of this very build that the rebuild does not reproduce: a provenance
+# naming another commit, an SBOM that lies about a file's checksum. Both verify (their subjects
+# and root filesystem are this release's); neither is "reproduced".
+for name in provenance.intoto.json sbom.spdx.json; do
+  case_dir
+  if [[ $name == provenance.intoto.json ]]; then
+    "$tools/icos-sign" provenance --build-manifest "$work/case/build-manifest.json" --sums "$work/case/SHA256SUMS" \
+      --commit 1111111111111111111111111111111111111111 --repo-uri https://icos.invalid/icos.git --out "$work/case/$name"
+  else
+    python3 - "$work/case/$name" <<'EOF'
+import json, sys
+sbom = json.load(open(sys.argv[1]))
+sbom["files"][0]["checksums"][0]["checksumValue"] = "0" * 40
+json.dump(sbom, open(sys.argv[1], "w"), indent=2, sort_keys=True)
+EOF
+  fi
+  "$tools/icos-sign" sign --secret-key "$work/release.key" --password-file "$work/password" "$work/case/$name" >/dev/null
+  "$tools/icos-sign" verify --public-key "$work/release.pub" "$work/case" >/dev/null || fail "a re-signed $name does not verify"
+  if ICOS_SIGN=$tools/icos-sign scripts/verify-release.sh "$work/case" "$PWD" "$work/release.pub" >"$work/out" 2>&1; then
+    fail "verify-release.sh reproduced a release whose $name the rebuild does not make"
+  fi
+  grep -qx "NOT reproduced: these files differ from the rebuild: $name" "$work/out" ||
+    fail "verify-release.sh does not name $name: $(cat "$work/out")"
+  echo "release-e2e: not reproduced, as it must not be: $name made differently ($(grep -m1 "^$name: " "$work/out"))"
 done
 
 case_dir
