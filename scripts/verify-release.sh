@@ -33,7 +33,10 @@ if [[ -n $icos_sign ]]; then
   verify "$icos_sign" # before the build: a bad release fails fast
 fi
 
-(cd "$checkout" && "${BAZEL:-bazel}" build --config=ci //ic-os:image //toolchains/rust:tools)
+# A verifier rebuilds: it takes no result from any remote or disk cache, whatever the checkout's
+# or the user's rc files configure (its own output base's local results are its own work).
+(cd "$checkout" && "${BAZEL:-bazel}" build --config=ci --disk_cache= --noremote_accept_cached \
+  --noremote_upload_local_results //ic-os:image //toolchains/rust:tools)
 tools=$checkout/bazel-bin/toolchains/rust/tools
 built=$checkout/bazel-bin/ic-os
 if [[ -z $icos_sign ]]; then
