@@ -234,6 +234,7 @@ pub(crate) fn compare_package(
     let (pa, pb) = (a.join(package), b.join(package));
     let outcomes = stream::compare_packages(&pa, &pb, &mut planner)?;
     let mut all_equal = true;
+    let mut uki_members = Vec::new();
     for o in outcomes {
         let m = match o {
             MemberOutcome::OnlyIn { name, side } => {
@@ -256,6 +257,9 @@ pub(crate) fn compare_package(
             });
         }
         all_equal &= !m.differs();
+        if m.differs() && m.name.ends_with(".efi") {
+            uki_members.push(m.name.clone());
+        }
         check_windows(package, disk, &m, (ca, cb), found);
         let member_partition = if disk {
             None
@@ -286,6 +290,61 @@ pub(crate) fn compare_package(
     }
     if all_equal {
         found.notes.push(format!("{package}: differs, but its members are byte-identical: the difference is in the packaging (tar headers or compression)"));
+    }
+    for member in uki_members {
+        uki_sections(&pa, &pb, package, &member, found)?;
+    }
+    Ok(())
+}
+
+/// Names the sections in which a differing unified kernel image member differs: each side is
+/// copied out of its package and read with the UKI reader (which refuses a malformed PE).
+fn uki_sections(
+    pa: &Path,
+    pb: &Path,
+    package: &str,
+    member: &str,
+    found: &mut Found,
+) -> Result<(), DiffError> {
+    let dir =
+        tempfile::tempdir().map_err(|e| DiffError::read(Path::new("a temporary directory"), e))?;
+    let mut sections = Vec::new();
+    for (side, pkg) in [("a", pa), ("b", pb)] {
+        let out = dir.path().join(side);
+        if !crate::diffoscope::extract_member(pkg, member, &out)? {
+            return Ok(());
+        }
+        match icos_uki::read_sections(&out) {
+            Ok(list) => sections.push(list),
+            Err(e) => {
+                found.notes.push(format!(
+                    "{package}: {member}: side {side} is not a readable UKI: {e}"
+                ));
+                return Ok(());
+            }
+        }
+    }
+    let describe = |s: &icos_uki::SectionInfo| format!("{} bytes, {}", s.size, s.sha256);
+    let (a, b) = (&sections[0], &sections[1]);
+    let mut names: Vec<&str> = a.iter().chain(b).map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let sa = a.iter().find(|s| s.name == name);
+        let sb = b.iter().find(|s| s.name == name);
+        let differs = match (sa, sb) {
+            (Some(x), Some(y)) => x.sha256 != y.sha256 || x.size != y.size,
+            _ => true,
+        };
+        if differs {
+            found.bytes.push(Finding::UkiSectionDiffers {
+                artifact: package.into(),
+                member: member.into(),
+                section: name.into(),
+                a: sa.map(describe),
+                b: sb.map(describe),
+            });
+        }
     }
     Ok(())
 }

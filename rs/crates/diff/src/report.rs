@@ -81,6 +81,17 @@ pub enum Finding {
         member: String,
         side: Side,
     },
+    /// A section of a unified kernel image (a `.efi` member) differs, or exists in one build only:
+    /// `.cmdline` (and with it the root hash), `.osrel`, `.initrd`, `.linux` or a stub section.
+    UkiSectionDiffers {
+        artifact: String,
+        member: String,
+        section: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        a: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        b: Option<String>,
+    },
     /// A member of a package has different sizes.
     MemberSizeDiffers {
         artifact: String,
@@ -250,6 +261,20 @@ impl Finding {
                 member,
                 side,
             } => format!("artifact {artifact}: member {member}: {}", side_word(*side)),
+            Finding::UkiSectionDiffers {
+                artifact,
+                member,
+                section,
+                a,
+                b,
+            } => {
+                let side = |s: &Option<String>| s.clone().unwrap_or_else(|| "absent".into());
+                format!(
+                    "artifact {artifact}: member {member}: UKI section {section} differs ({} vs {})",
+                    side(a),
+                    side(b)
+                )
+            }
             Finding::MemberSizeDiffers {
                 artifact,
                 member,
