@@ -52,7 +52,7 @@ icos_rootfs(
 BUILD
 # A path unique to this run, so the action really runs (a cached action replays no output).
 printf 'remove = ["/no/such/path/**"]\n\n[[dir]]\npath = "/probe-%s"\n' "$(date +%s%N)" >"$probe/probe.toml"
-bazel build "${ci_flags[@]}" "//$probe" >"$work/probe.log" 2>&1 || { cat "$work/probe.log" >&2; fail "the probe rootfs did not build"; }
+bazel build "${ci_flags[@]}" "//$probe:probe" >"$work/probe.log" 2>&1 || { cat "$work/probe.log" >&2; fail "the probe rootfs did not build"; }
 grep -q 'icos-rootfs: warning: .*"/no/such/path/\*\*" matched nothing' "$work/probe.log" ||
   { cat "$work/probe.log" >&2; fail "icos-rootfs's warning is not in the build log"; }
 for log in "$work/change.log" "$work/probe.log"; do

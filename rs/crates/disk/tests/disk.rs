@@ -399,14 +399,25 @@ fn verity_params_give_the_root_hash_and_bad_ones_are_named() {
     assert_eq!(icos_disk::verity_root_hash(&params).unwrap(), good);
     for (content, expected) in [
         (
-            format!(r#"{{"schema": "icos.verity-params/v1", "root_hash": "{}"}}"#, "AB".repeat(32)),
+            format!(
+                r#"{{"schema": "icos.verity-params/v1", "root_hash": "{}"}}"#,
+                "AB".repeat(32)
+            ),
             "64 lowercase hex",
         ),
-        (r#"{"schema": "icos.ext4-params/v1", "root_hash": "x"}"#.to_string(), "schema"),
+        (
+            r#"{"schema": "icos.ext4-params/v1", "root_hash": "x"}"#.to_string(),
+            "schema",
+        ),
         ("not json".to_string(), "not JSON"),
     ] {
         std::fs::write(&params, content).unwrap();
-        let err = icos_disk::verity_root_hash(&params).unwrap_err().to_string();
-        assert!(err.contains(expected) && err.contains("root.verity.json"), "{err}");
+        let err = icos_disk::verity_root_hash(&params)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(expected) && err.contains("root.verity.json"),
+            "{err}"
+        );
     }
 }

@@ -66,7 +66,10 @@ fn main() -> Result<()> {
             bail!("--verity {v:?} is not NAME=PARAMS (for example --verity root_a_verity=root.verity.json)");
         };
         if !layout.partition.iter().any(|p| p.name == name) {
-            bail!("--verity {v:?}: {} has no partition named {name:?}", args.layout.display());
+            bail!(
+                "--verity {v:?}: {} has no partition named {name:?}",
+                args.layout.display()
+            );
         }
         root_hashes.insert(name.to_string(), verity_root_hash(params.as_ref())?);
     }
