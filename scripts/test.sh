@@ -47,8 +47,21 @@ fi
 source ci/lib.sh
 
 stage fmt cargo fmt --manifest-path rs/Cargo.toml --all -- --check
-stage clippy cargo clippy --manifest-path rs/Cargo.toml --workspace --all-targets --locked --quiet -- -D warnings
-stage cargo-test cargo test --manifest-path rs/Cargo.toml --workspace --locked
+# Clippy and the tests in one compile: clippy-driver as the workspace's rustc wrapper is what
+# `cargo clippy` runs, and here it also emits the code the tests run. Dependencies are cargo's
+# --cap-lints allow, so -D warnings reaches our crates only. Saves a second cold compile of the
+# workspace (about 2 minutes on 2 cores); `cargo clippy --all-targets -- -D warnings` stays the
+# developer's command and finds the same lints.
+clippy_test() {
+  local -x RUSTC_WORKSPACE_WRAPPER RUSTFLAGS="${RUSTFLAGS:-} -D warnings"
+  RUSTC_WORKSPACE_WRAPPER=$(command -v clippy-driver)
+  local cargo=(cargo test --manifest-path rs/Cargo.toml --workspace --locked)
+  # Lint and build every target (benches too), then run the tests; benches are built, not run.
+  "${cargo[@]}" --all-targets --no-run --quiet &&
+    "${cargo[@]}" --lib --bins --tests &&
+    "${cargo[@]}" --doc
+}
+stage clippy-test clippy_test
 if ! $quick; then
   stage bazel-test bazel test "${ci_flags[@]}" //...
   stage registry-e2e ci/registry-e2e.sh

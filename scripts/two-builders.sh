@@ -23,7 +23,7 @@
 #   umask           0022                        vs 0077
 #   TZ              UTC                         vs Pacific/Chatham (UTC+12:45/13:45)
 #   LANG, LC_ALL    C.UTF-8                     vs LANG=fr_FR.UTF-8, LC_ALL unset
-#   jobs            --jobs=2                    vs --jobs=1
+#   jobs            --jobs=1                    vs --jobs=2
 #   dir order       as on disk                  vs shuffled by disorderfs (when FUSE is available)
 #   cargo home      the caller's                vs builder B's own, fetched separately
 #   repo cache      the caller's                vs builder B's own: B downloads the pinned toolchain itself
@@ -141,14 +141,14 @@ else
 fi
 
 start=$SECONDS
-log "builder A: $a_src as $(id -un), umask 0022, TZ=UTC, --jobs=2"
+log "builder A: $a_src as $(id -un), umask 0022, TZ=UTC, --jobs=1"
 read -r -a a_flags <<<"${BUILDER_A_FLAGS:-}"
-as_a bazel build --config=ci "${a_flags[@]}" --jobs=2 "$target" //toolchains/rust:tools
+as_a bazel build --config=ci "${a_flags[@]}" --jobs=1 "$target" //toolchains/rust:tools
 log "builder A done in $((SECONDS - start)) s"
 start=$SECONDS
-log "builder B: $b_src as ${b_user:-$(id -un)}, umask 0077, TZ=Pacific/Chatham, fr_FR.UTF-8, --jobs=1"
+log "builder B: $b_src as ${b_user:-$(id -un)}, umask 0077, TZ=Pacific/Chatham, fr_FR.UTF-8, --jobs=2"
 # B builds everything itself: no cache is trusted, whatever the rc files configure.
-as_b bazel --output_base="$b_base" build --config=ci --jobs=1 --disk_cache= --noremote_accept_cached \
+as_b bazel --output_base="$b_base" build --config=ci --jobs=2 --disk_cache= --noremote_accept_cached \
   --noremote_upload_local_results --execution_log_json_file="$work/b/exec.json" "$target"
 cached=$(python3 "$a_src/ci/exec_log.py" cached "$work/b/exec.json" | wc -l)
 ((cached == 0)) || { log "builder B took $cached results from a cache: the check is void"; exit 2; }
