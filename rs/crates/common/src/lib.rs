@@ -5,7 +5,7 @@
 //! - [`AtomicFile`]: write to a temporary file beside the target, rename on success only,
 //!   so a failed run never leaves a partial output under its final name.
 //! - [`SourceDateEpoch`]: the one clock every tool uses; never "now".
-//! - [`progress`]: progress bars that only draw on a terminal.
+//! - [`progress`]: progress bars and one-line summaries that only show on a terminal.
 //! - [`seed`]: UUIDs and ids derived from the build seed.
 //! - [`parse_size`]: `64MiB`-style sizes.
 //! - [`safe_open`]: open an input only if it is a regular file (optionally refusing symlinks),

@@ -38,3 +38,13 @@ pub fn items(message: &str, total: Option<u64>) -> ProgressBar {
     bar.set_message(message.to_string());
     bar
 }
+
+/// Prints a tool's one-line summary of what it wrote ("icos-ext4: wrote … (… bytes, …)") to stderr,
+/// on a terminal only. Inside a Bazel action or a CI log the line would repeat what the build
+/// already says, and bury the warnings that matter; a user at a terminal still sees it.
+pub fn summary(line: std::fmt::Arguments<'_>) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!("{line}");
+    }
+}

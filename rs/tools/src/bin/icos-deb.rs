@@ -59,12 +59,12 @@ fn main() -> Result<()> {
     };
     let summary = write_layer(&args.deb, &opts, &args.out)
         .with_context(|| format!("cannot make a layer from {}", args.deb.display()))?;
-    eprintln!(
+    icos_common::progress::summary(format_args!(
         "icos-deb: {} entries, {} ({} bytes) -> {}",
         summary.entries,
         summary.sha256,
         summary.size,
         args.out.display()
-    );
+    ));
     Ok(())
 }

@@ -79,13 +79,13 @@ fn main() -> Result<()> {
         f.commit()
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    eprintln!(
+    icos_common::progress::summary(format_args!(
         "icos-ext4: wrote {} ({} bytes, uuid {}, {} of {} blocks free)",
         args.out.display(),
         params.size_bytes,
         params.uuid,
         params.free_blocks,
         params.blocks_count
-    );
+    ));
     Ok(())
 }

@@ -25,9 +25,9 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let summary = icos_initramfs::write_initramfs(&args.tree, &args.out)
         .with_context(|| format!("cannot write the initramfs {}", args.out.display()))?;
-    eprintln!(
+    icos_common::progress::summary(format_args!(
         "icos-initramfs: {} entries, {} ({} bytes)",
         summary.entries, summary.sha256, summary.size
-    );
+    ));
     Ok(())
 }

@@ -81,6 +81,11 @@ fn main() -> Result<()> {
         },
     )
     .with_context(|| format!("icos-pack: writing {}", args.out.display()))?;
-    println!("{} {} {}", report.sha256, report.size, args.out.display());
+    icos_common::progress::summary(format_args!(
+        "icos-pack: {} {} {}",
+        report.sha256,
+        report.size,
+        args.out.display()
+    ));
     Ok(())
 }

@@ -111,13 +111,13 @@ fn build(args: BuildArgs) -> Result<()> {
     if let Some(r) = &args.report_out {
         write_report(&report, r)?;
     }
-    eprintln!(
+    icos_common::progress::summary(format_args!(
         "icos-uki: {} sections, {} ({} bytes) -> {}",
         report.sections.len(),
         report.sha256,
         report.size,
         out.display()
-    );
+    ));
     Ok(())
 }
 

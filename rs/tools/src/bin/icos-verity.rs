@@ -118,13 +118,13 @@ fn build(args: BuildArgs) -> Result<()> {
     if let Some(path) = &args.report_out {
         write_json(path, &params)?;
     }
-    eprintln!(
+    icos_common::progress::summary(format_args!(
         "icos-verity: wrote {} ({} bytes, {} data blocks, root hash {})",
         out.display(),
         params.hash_size,
         params.data_blocks,
         params.root_hash
-    );
+    ));
     Ok(())
 }
 
