@@ -16,7 +16,8 @@ Names are base names; `sha256sum -c --strict SHA256SUMS` in the same directory v
 every listed name must be a plain file name (one path component: not '.', '..', absolute or\n\
 containing '/' or '\\') of a regular file, symbolic links are not followed, FIFOs and devices are\n\
 refused without blocking, lines are at most 4096 bytes, and a list without a single file fails.\n\
-It names each failing line or file and why, and exits 1 if any failed."
+It names each failing line or file and why (at most 100, then how many more), and exits 1 if\n\
+any failed."
 )]
 struct Args {
     /// The SHA256SUMS file to write.
