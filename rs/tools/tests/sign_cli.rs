@@ -1,16 +1,35 @@
-//! `icos-sign` as a user runs it: the keys it makes cost what stock minisign's cost, and stock
-//! minisign checks what it signs with them.
+//! `icos-sign` as a user runs it: the keys it makes cost what stock minisign's cost, keys made
+//! by stock `minisign -G` sign through it, and stock minisign checks what it signs.
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
 
 const BIN: &str = env!("CARGO_BIN_EXE_icos-sign");
 
+/// `icos-sign ARGS`, without a password in the environment: (exit status, stdout, stderr).
+fn icos_sign(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("ICOS_SIGN_PASSWORD")
+        .output()
+        .unwrap();
+    (
+        out.status.code().expect("icos-sign exited, not killed"),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
 fn run(args: &[&str]) -> Output {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("ICOS_SIGN_PASSWORD")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "icos-sign {args:?}: {}",
@@ -66,4 +85,125 @@ fn keygen_makes_keys_as_costly_as_stock_minisign_and_signs_what_minisign_verifie
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Stock minisign (Debian package minisign) with `stdin` as its standard input: it reads a
+/// password from there when that is not a terminal. Returns (success, stdout + stderr).
+fn minisign(args: &[&str], stdin: &str) -> (bool, String) {
+    let mut child = Command::new("minisign")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stock minisign (Debian package minisign) is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn keys_from_stock_minisign_sign_through_the_binary_and_stock_minisign_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+
+    // Unencrypted (`-W`): no password asked, none needed.
+    let (ok, out) = minisign(&["-G", "-W", "-p", &p("w.pub"), "-s", &p("w.key")], "");
+    assert!(ok, "minisign -G -W: {out}");
+    fs::write(dir.path().join("SHA256SUMS"), "a release's sums\n").unwrap();
+    assert_eq!(
+        icos_sign(&["sign", "--secret-key", &p("w.key"), &p("SHA256SUMS")]),
+        (
+            0,
+            format!(
+                "signed {} -> {}\n",
+                p("SHA256SUMS"),
+                p("SHA256SUMS.minisig")
+            ),
+            String::new()
+        )
+    );
+    let (ok, out) = minisign(&["-Vm", &p("SHA256SUMS"), "-p", &p("w.pub")], "");
+    assert!(
+        ok,
+        "stock minisign rejects a signature by its own -W key: {out}"
+    );
+    assert!(
+        out.contains("Signature and comment signature verified"),
+        "{out}"
+    );
+
+    // Encrypted with a password (stock minisign's scrypt limits), given to icos-sign in a file.
+    let (ok, out) = minisign(
+        &["-G", "-p", &p("e.pub"), "-s", &p("e.key")],
+        "stock pass\nstock pass\n",
+    );
+    assert!(ok, "minisign -G: {out}");
+    fs::write(dir.path().join("pw"), "stock pass\n").unwrap();
+    fs::write(dir.path().join("wrong-pw"), "stock pas\n").unwrap();
+    fs::write(dir.path().join("build-manifest.json"), "{}\n").unwrap();
+    // Without its password, or with a wrong one, the key signs nothing.
+    assert_eq!(
+        icos_sign(&[
+            "sign",
+            "--secret-key",
+            &p("e.key"),
+            &p("build-manifest.json")
+        ]),
+        (
+            1,
+            String::new(),
+            format!(
+                "icos-sign: error: secret key {} is encrypted: give its password with \
+                 --password-file FILE or ICOS_SIGN_PASSWORD\n",
+                p("e.key")
+            )
+        )
+    );
+    assert_eq!(
+        icos_sign(&[
+            "sign",
+            "--secret-key",
+            &p("e.key"),
+            "--password-file",
+            &p("wrong-pw"),
+            &p("build-manifest.json")
+        ]),
+        (
+            1,
+            String::new(),
+            format!(
+                "icos-sign: error: wrong password for secret key {} (the decrypted key fails its \
+                 checksum): check the password file or ICOS_SIGN_PASSWORD\n",
+                p("e.key")
+            )
+        )
+    );
+    assert!(!dir.path().join("build-manifest.json.minisig").exists());
+    run(&[
+        "sign",
+        "--secret-key",
+        &p("e.key"),
+        "--password-file",
+        &p("pw"),
+        &p("build-manifest.json"),
+    ]);
+    let (ok, out) = minisign(&["-Vm", &p("build-manifest.json"), "-p", &p("e.pub")], "");
+    assert!(
+        ok,
+        "stock minisign rejects a signature by its own key: {out}"
+    );
+    // And not with the other key: the signature is bound to the key that made it.
+    let (ok, out) = minisign(&["-Vm", &p("build-manifest.json"), "-p", &p("w.pub")], "");
+    assert!(!ok, "verified with the wrong key: {out}");
 }
