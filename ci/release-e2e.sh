@@ -15,7 +15,9 @@ fail() { echo "release-e2e: FAILED: $*" >&2; exit 1; }
 
 bazel build --config=ci //toolchains/rust:tools
 printf 'correct horse battery staple\n' >"$work/password"
-"$tools/icos-sign" keygen --secret-key "$work/release.key" --public-key "$work/release.pub" --password-file "$work/password"
+keygen_out=$("$tools/icos-sign" keygen --secret-key "$work/release.key" --public-key "$work/release.pub" --password-file "$work/password")
+key_id=$(sed -n 's/^key ID \([0-9A-F]\{16\}\): .*/\1/p' <<<"$keygen_out")
+[[ -n "$key_id" ]] || fail "icos-sign keygen did not print a key ID: $keygen_out"
 "$tools/icos-sign" keygen --secret-key "$work/other.key" --public-key "$work/other.pub" --unencrypted
 
 scripts/release.sh "$work/release" --secret-key "$work/release.key" --password-file "$work/password"
@@ -25,7 +27,14 @@ scripts/release.sh "$work/release" --secret-key "$work/release.key" --password-f
   for f in SHA256SUMS build-manifest.json provenance.intoto.json sbom.spdx.json; do
     minisign -Vm "$f" -p "$work/release.pub" >/dev/null || exit 1
   done && sha256sum -c --strict SHA256SUMS) || fail "stock minisign + sha256sum reject the release"
-"$tools/icos-sign" verify --public-key "$work/release.pub" "$work/release"
+# icos-sign verify's success lines, exactly: the directory, how many files SHA256SUMS lists, the
+# key, and the signed metadata.
+"$tools/icos-sign" verify --public-key "$work/release.pub" "$work/release" >"$work/verified"
+printf 'verified %s: %d files listed in SHA256SUMS, signed by key ID %s\nalso signed: %s\n' \
+  "$work/release" "$(wc -l <"$work/release/SHA256SUMS")" "$key_id" \
+  "build-manifest.json, provenance.intoto.json, sbom.spdx.json" >"$work/verified.expected"
+diff "$work/verified.expected" "$work/verified" >"$work/verified.diff" ||
+  fail "icos-sign verify's success lines (> printed, < expected): $(cat "$work/verified.diff")"
 ICOS_SIGN=$tools/icos-sign scripts/verify-release.sh "$work/release" "$PWD" "$work/release.pub" | tee "$work/verify.log"
 grep -qx reproduced "$work/verify.log" || fail "verify-release.sh did not say reproduced"
 
