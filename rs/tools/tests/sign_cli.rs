@@ -8,6 +8,11 @@ use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
 
+// The release fixture of icos-sign's own tests (a complete signed release, made through the
+// library), so that the binary is run on the very releases the library tests verify.
+#[path = "../../crates/sign/tests/common/mod.rs"]
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_icos-sign");
 
 /// `icos-sign ARGS`, without a password in the environment: (exit status, stdout, stderr).
@@ -206,4 +211,77 @@ fn keys_from_stock_minisign_sign_through_the_binary_and_stock_minisign_verifies(
     // And not with the other key: the signature is bound to the key that made it.
     let (ok, out) = minisign(&["-Vm", &p("build-manifest.json"), "-p", &p("w.pub")], "");
     assert!(!ok, "verified with the wrong key: {out}");
+}
+
+/// A minisign public key's key ID as minisign prints it: bytes 2..10 of the key, little-endian.
+fn key_id(public_key: &Path) -> String {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(
+            fs::read_to_string(public_key)
+                .unwrap()
+                .lines()
+                .nth(1)
+                .unwrap(),
+        )
+        .unwrap();
+    format!(
+        "{:016X}",
+        u64::from_le_bytes(raw[2..10].try_into().unwrap())
+    )
+}
+
+#[test]
+fn verify_prints_what_it_verified_and_exits_1_naming_a_wrong_key_or_a_tampered_file() {
+    let work = tempfile::tempdir().unwrap();
+    let (_, pk, key) = common::quick_key(work.path(), "release");
+    let (_, other_pk, _) = common::quick_key(work.path(), "other");
+    let (id, other_id) = (key_id(&pk), key_id(&other_pk));
+    let rel = work.path().join("release");
+    common::make_release(&rel, &key);
+    let (pk, other_pk, rel_s) = (
+        pk.to_str().unwrap(),
+        other_pk.to_str().unwrap(),
+        rel.to_str().unwrap(),
+    );
+    assert_eq!(
+        icos_sign(&["verify", "--public-key", pk, rel_s]),
+        (
+            0,
+            format!(
+                "verified {rel_s}: 4 files listed in SHA256SUMS, signed by key ID {id}\n\
+                 also signed: build-manifest.json, provenance.intoto.json, sbom.spdx.json\n"
+            ),
+            String::new()
+        )
+    );
+    assert_eq!(
+        icos_sign(&["verify", "--public-key", other_pk, rel_s]),
+        (
+            1,
+            String::new(),
+            format!(
+                "icos-sign: error: release {rel_s} does NOT verify (1 problem, checking stopped \
+                 at the first):\n  - signature SHA256SUMS.minisig was made by key ID {id}, but \
+                 the public key has key ID {other_id}: wrong key (verify with the release's \
+                 public key)\n"
+            )
+        )
+    );
+    let update = rel.join("update-img.tar.zst");
+    let (listed, _) = icos_common::sha256_file(&update).unwrap();
+    let mut f = fs::OpenOptions::new().append(true).open(&update).unwrap();
+    f.write_all(b"x").unwrap();
+    let (now, _) = icos_common::sha256_file(&update).unwrap();
+    assert_eq!(
+        icos_sign(&["verify", "--public-key", pk, rel_s]),
+        (
+            1,
+            String::new(),
+            format!(
+                "icos-sign: error: release {rel_s} does NOT verify (1 problem):\n  - \
+                 update-img.tar.zst: sha256 mismatch: SHA256SUMS says {listed}, the file has \
+                 {now}: the file was modified or replaced\n"
+            )
+        )
+    );
 }
