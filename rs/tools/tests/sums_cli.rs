@@ -143,8 +143,8 @@ fn an_empty_list_fails_as_with_sha256sum() {
             (
                 1,
                 String::new(),
-                "icos-sums: error: checking rel/SHA256SUMS: rel/SHA256SUMS: no properly \
-                 formatted checksum lines found (an empty list verifies nothing)\n"
+                "icos-sums: error: rel/SHA256SUMS: no properly formatted checksum lines found \
+                 (an empty list verifies nothing)\n"
                     .into()
             ),
             "SHA256SUMS = {text:?}"

@@ -35,7 +35,8 @@ fn run(args: Args) -> Result<()> {
         if !args.files.is_empty() {
             bail!("--check takes no files: it verifies the ones SHA256SUMS lists");
         }
-        let check = check_sums(sums).with_context(|| format!("checking {}", sums.display()))?;
+        // Every error of check_sums names SHA256SUMS already (as sha256sum's do).
+        let check = check_sums(sums)?;
         for p in &check.problems {
             eprintln!("{}: {p}", sums.display());
         }
