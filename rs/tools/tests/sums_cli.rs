@@ -159,3 +159,17 @@ fn an_empty_list_fails_as_with_sha256sum() {
         assert!(!ok, "sha256sum accepted {text:?}: {out}");
     }
 }
+
+#[test]
+fn a_missing_list_is_named_with_the_reason_once() {
+    let work = tempfile::tempdir().unwrap();
+    assert_eq!(
+        sums(work.path(), &["--check", "SHA256SUMS"]),
+        (
+            1,
+            String::new(),
+            "icos-sums: error: cannot read SHA256SUMS: No such file or directory (os error 2)\n"
+                .into()
+        )
+    );
+}

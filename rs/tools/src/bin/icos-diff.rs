@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("icos-diff: error: {e:#}");
+            eprintln!("icos-diff: error: {}", icos_tools::error_line(&e));
             ExitCode::from(2)
         }
     }

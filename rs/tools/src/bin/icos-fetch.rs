@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("icos-fetch: error: {e:#}");
+            eprintln!("icos-fetch: error: {}", icos_tools::error_line(&e));
             ExitCode::FAILURE
         }
     }

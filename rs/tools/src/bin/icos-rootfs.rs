@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` prints the whole context chain on one line, without a backtrace.
-            eprintln!("icos-rootfs: error: {e:#}");
+            eprintln!("icos-rootfs: error: {}", icos_tools::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -204,7 +204,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("icos-sign: error: {e:#}");
+            eprintln!("icos-sign: error: {}", icos_tools::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("icos-sums: error: {e:#}");
+            eprintln!("icos-sums: error: {}", icos_tools::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -161,7 +161,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("icos-verity: error: {e:#}");
+            eprintln!("icos-verity: error: {}", icos_tools::error_line(&e));
             ExitCode::FAILURE
         }
     }
