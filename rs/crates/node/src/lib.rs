@@ -6,5 +6,6 @@
 //! its dependencies stay small.
 
 pub mod block;
+pub mod disk;
 pub mod dm;
 pub mod root;

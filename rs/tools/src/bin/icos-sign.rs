@@ -1,9 +1,10 @@
 //! icos-sign: minisign keys and signatures, release verification, SLSA provenance, SPDX SBOM.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use icos_sign::{
@@ -121,6 +122,35 @@ other .minisig, and no other file. Prints at most 50 problems and their count; e
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Write the update manifest (icos.update-manifest/v1) of an update package: its size and
+    /// sha256, each member's, the version and the new root's dm-verity root hash. A release signs
+    /// it (`icos-sign sign`); a node's `icos-upgrade` trusts nothing of the package beyond it.
+    #[command(
+        after_help = "EXAMPLE:\n  icos-sign update-manifest --package update-img.tar.zst --uki icos_2.efi \\\n      --verity-params root.verity.json --image-id icos --version 2 --out update-manifest.json\n\n\
+Reads the package as a node does (strict member list: uki.efi, root.img, root.verity) and checks\n\
+that the UKI is the package's, and that its .osrel and .cmdline carry the same image id, version\n\
+and root hash."
+    )]
+    UpdateManifest {
+        /// The update package (update-img.tar.zst).
+        #[arg(long, value_name = "FILE")]
+        package: PathBuf,
+        /// The UKI packed as uki.efi.
+        #[arg(long, value_name = "FILE")]
+        uki: PathBuf,
+        /// The root's dm-verity parameters (icos.verity-params/v1).
+        #[arg(long, value_name = "FILE")]
+        verity_params: PathBuf,
+        /// IMAGE_ID of the image.
+        #[arg(long)]
+        image_id: String,
+        /// IMAGE_VERSION of the image.
+        #[arg(long)]
+        version: String,
+        /// Where to write the manifest.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -195,6 +225,22 @@ fn run(cli: Cli) -> Result<()> {
                 },
                 &out,
             )?;
+        }
+        Command::UpdateManifest {
+            package,
+            uki,
+            verity_params,
+            image_id,
+            version,
+            out,
+        } => {
+            let m =
+                icos_update::make_manifest(&package, &uki, &verity_params, &image_id, &version)?;
+            let mut f = icos_common::AtomicFile::create(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            f.file().write_all(&m.to_bytes())?;
+            f.commit()
+                .with_context(|| format!("cannot write {}", out.display()))?;
         }
     }
     Ok(())
