@@ -29,7 +29,8 @@ for mnemonic, out in ran:
     print(f"  re-ran {mnemonic:14} {out}")
 outputs = " ".join(out for _, out in ran).split()
 expected = ["systemd-boot.tar", "image_esp_tree.tar", "image_esp.vfat", "image_disk.img",
-            "disk-img.tar.zst", "update-img.tar.zst", "build-manifest.json", "SHA256SUMS"]
+            "disk-img.tar.zst", "update-img.tar.zst", "update-manifest.json", "build-manifest.json",
+            "SHA256SUMS"]
 missing = [e for e in expected if e not in outputs]
 unrelated = {"image_rootfs.tar", "kernel.tar", "modules.tar", "busybox.tar", "initrd.img", "image_root.ext4"}
 unexpected = [o for m, o in ran if m in ("CargoBuild", "IcosExt4", "IcosInitramfs")

@@ -107,7 +107,7 @@ for a in bm["artifacts"]:
 json.dump(bm, open(f"{d}/build-manifest.json", "w"), indent=2)
 EOF
 "$tools/icos-sums" --out "$other/SHA256SUMS" "$other"/build-manifest.json "$other"/disk-img.tar.zst \
-  "$other"/rootfs.manifest.json "$other"/update-img.tar.zst
+  "$other"/rootfs.manifest.json "$other"/update-img.tar.zst "$other"/update-manifest.json
 "$tools/icos-sign" provenance --build-manifest "$other/build-manifest.json" --sums "$other/SHA256SUMS" \
   --commit "$(git rev-parse HEAD)" --repo-uri https://icos.invalid/icos.git --out "$other/provenance.intoto.json"
 "$tools/icos-sign" sbom --rootfs "$work/other-rootfs.tar" --rootfs-manifest "$other/rootfs.manifest.json" \

@@ -4,17 +4,19 @@
 #   scripts/release.sh OUT_DIR --secret-key KEY [--password-file FILE] [--commit SHA] [--repo-uri URI]
 #
 # OUT_DIR gets the artifacts listed in SHA256SUMS (disk-img.tar.zst, update-img.tar.zst,
-# build-manifest.json, rootfs.manifest.json), SHA256SUMS, provenance.intoto.json (SLSA v1),
-# sbom.spdx.json (SPDX 2.3) and a minisign signature for SHA256SUMS, the build manifest, the
-# provenance and the SBOM. Anyone verifies it with stock tools (every signature, then every hash):
-#   for f in SHA256SUMS build-manifest.json provenance.intoto.json sbom.spdx.json; do
+# update-manifest.json, build-manifest.json, rootfs.manifest.json), SHA256SUMS,
+# provenance.intoto.json (SLSA v1), sbom.spdx.json (SPDX 2.3) and a minisign signature for
+# SHA256SUMS, the build manifest, the update manifest (what a node's icos-upgrade checks before it
+# writes anything), the provenance and the SBOM. Anyone verifies it with stock tools (every
+# signature, then every hash):
+#   for f in SHA256SUMS build-manifest.json update-manifest.json provenance.intoto.json sbom.spdx.json; do
 #     minisign -Vm "$f" -p release.pub || exit 1; done && sha256sum -c --strict SHA256SUMS
 # with `icos-sign verify --public-key release.pub OUT_DIR`, which also refuses any other file and
 # checks that the provenance and SBOM describe this release, or rebuilds it from source:
 #   scripts/verify-release.sh OUT_DIR CHECKOUT release.pub
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 (($#)) || usage
 out=$1
 shift
@@ -49,6 +51,7 @@ chmod 0644 "$out"/*
 "$tools/icos-sign" sbom --rootfs "$built/image_rootfs.tar" --rootfs-manifest "$out/rootfs.manifest.json" \
   --name icos-default --out "$out/sbom.spdx.json"
 "$tools/icos-sign" sign --secret-key "$key" "${password_args[@]}" \
-  "$out/SHA256SUMS" "$out/build-manifest.json" "$out/provenance.intoto.json" "$out/sbom.spdx.json"
+  "$out/SHA256SUMS" "$out/build-manifest.json" "$out/update-manifest.json" \
+  "$out/provenance.intoto.json" "$out/sbom.spdx.json"
 echo "release: $out"
 ls -l "$out"

@@ -61,3 +61,25 @@ package's output directory, where an image description finds it as a source by i
         "tools": attr.label(mandatory = True, providers = [IcosToolsInfo], doc = "The icos_rust_tools target."),
     },
 )
+
+def _icos_copied_file_impl(ctx):
+    out = ctx.actions.declare_file(ctx.attr.out)
+    ctx.actions.run_shell(
+        command = 'cp "$1" "$2"',
+        arguments = [ctx.file.src.path, out.path],
+        inputs = [ctx.file.src],
+        outputs = [out],
+        mnemonic = "IcosCopyFile",
+        progress_message = "Copying %s into %s" % (ctx.file.src.short_path, out.short_path),
+    )
+    return [DefaultInfo(files = depset([out]))]
+
+icos_copied_file = rule(
+    implementation = _icos_copied_file_impl,
+    doc = """Copies a source file (e.g. the release public key an image bakes in) into this package's
+output directory under `out`, where an image description finds it as a source by that name.""",
+    attrs = {
+        "out": attr.string(mandatory = True, doc = "Output file name (may include a subdirectory)."),
+        "src": attr.label(mandatory = True, allow_single_file = True, doc = "The file to copy."),
+    },
+)

@@ -3,8 +3,8 @@
 load(":boot.bzl", "debian_file", "debian_layer", "icos_initramfs")
 load(":disk.bzl", "icos_disk")
 load(":filesystem.bzl", "icos_ext4", "icos_vfat")
-load(":generated.bzl", "icos_generated_file", "icos_tool_file", "os_release_text")
-load(":release.bzl", "icos_build_manifest", "icos_package", "icos_sums")
+load(":generated.bzl", "icos_copied_file", "icos_generated_file", "icos_tool_file", "os_release_text")
+load(":release.bzl", "icos_build_manifest", "icos_package", "icos_sums", "icos_update_manifest")
 load(":rootfs.bzl", "icos_rootfs")
 load(":uki.bzl", "icos_uki")
 load(":verity.bzl", "icos_verity")
@@ -42,6 +42,7 @@ def icos_image(
         esp_srcs = [],
         root_type = "linux-root-x86-64",
         verity_type = "linux-root-verity-x86-64",
+        release_public_key = None,
         visibility = None):
     """Declares every step of an image, from pinned base to SHA256SUMS.
 
@@ -57,7 +58,8 @@ def icos_image(
 
     Files an image's specs may name besides their own sources (generated per image):
     `os-release` (the image's os-release: `os_release` plus IMAGE_ID and IMAGE_VERSION; also the
-    UKI's `.osrel`), `icos-veritysetup` (the static tool that maps the verified root), and, with
+    UKI's `.osrel`), `icos-veritysetup` (the static tool that maps the verified root), with
+    `release_public_key` `release.pub` (that key) and `icos-upgrade` (the static upgrade tool), and, with
     `kernel`, the layers `busybox.tar` and `modules.tar` (initramfs) and, for a plain image's ESP,
     `systemd-boot.tar`, `kernel.tar` and `initrd.img`.
 
@@ -91,6 +93,9 @@ def icos_image(
       esp_srcs: files `esp_spec` names.
       root_type: GPT type of the root partitions.
       verity_type: GPT type of the hash partitions (verified).
+      release_public_key: the release's minisign public key, baked into the image (its spec places
+        `release.pub`, e.g. at /etc/icos/release.pub) so icos-upgrade accepts only updates whose
+        update-manifest.json it signed. A verified image also gets update-manifest.json.
       visibility: visibility of the release filegroup.
     """
     prefix = "" if name == "image" else name + "/"
@@ -112,6 +117,20 @@ def icos_image(
         visibility = visibility,
     )
     generated_srcs = [":" + name + "_os_release", ":" + name + "_veritysetup"]
+    if release_public_key:
+        icos_copied_file(
+            name = name + "_release_pub",
+            src = release_public_key,
+            out = prefix + "release.pub",
+        )
+        icos_tool_file(
+            name = name + "_upgrade",
+            binary = "icos-upgrade",
+            out = prefix + "icos-upgrade",
+            tools = "//toolchains/rust:node_tools",
+            visibility = visibility,
+        )
+        generated_srcs += [":" + name + "_release_pub", ":" + name + "_upgrade"]
 
     debian_packages = []
     if kernel:
@@ -197,19 +216,30 @@ def icos_image(
         out = prefix + "update-img.tar.zst",
         source_date_epoch = source_date_epoch,
     )
+    artifacts = [":" + name + "_disk_img", ":" + name + "_update_img"]
+    if verified:
+        # What a node checks the update package against; scripts/release.sh signs it.
+        icos_update_manifest(
+            name = name + "_update_manifest",
+            package = ":" + name + "_update_img",
+            uki = ":" + name + "_uki",
+            verity = ":" + name + "_root_verity",
+            image_id = image_id,
+            version = version,
+            out = prefix + "update-manifest.json",
+        )
+        artifacts.append(":" + name + "_update_manifest")
     icos_build_manifest(
         name = name + "_build_manifest",
         image_name = name,
         rootfs = ":" + name + "_rootfs",
         disk = ":" + name + "_disk",
         seed = seed,
-        artifacts = [":" + name + "_disk_img", ":" + name + "_update_img"],
+        artifacts = artifacts,
         debian_packages = debian_packages,
         out = prefix + "build-manifest.json",
     )
-    release = [
-        ":" + name + "_disk_img",
-        ":" + name + "_update_img",
+    release = artifacts + [
         ":" + name + "_build_manifest",
         ":" + prefix + "rootfs.manifest.json",
     ]

@@ -121,3 +121,41 @@ icos_sums = rule(
         "srcs": attr.label_list(allow_files = True, mandatory = True, doc = "Artifacts to list; they must sit in the output's directory."),
     }),
 )
+
+def _icos_update_manifest_impl(ctx):
+    out = ctx.actions.declare_file(ctx.attr.out)
+    package = ctx.file.package
+    uki = ctx.file.uki
+    params = ctx.attr.verity[FilesystemInfo].params
+    args = ctx.actions.args()
+    args.add("update-manifest")
+    args.add("--package", package)
+    args.add("--uki", uki)
+    args.add("--verity-params", params)
+    args.add("--image-id", ctx.attr.image_id)
+    args.add("--version", ctx.attr.version)
+    args.add("--out", out)
+    ctx.actions.run(
+        executable = icos_tool(ctx, "icos-sign"),
+        arguments = [args],
+        inputs = [package, uki, params],
+        outputs = [out],
+        mnemonic = "IcosUpdateManifest",
+        progress_message = "Writing update manifest %s" % out.short_path,
+    )
+    return [DefaultInfo(files = depset([out]))]
+
+icos_update_manifest = rule(
+    implementation = _icos_update_manifest_impl,
+    doc = """Writes update-manifest.json (schema `icos.update-manifest/v1`, `icos-sign update-manifest`):
+the update package's size and sha256, each member's, the image id, the version and the new root's
+dm-verity root hash. A release signs it; a node's icos-upgrade trusts the package only through it.""",
+    attrs = dict(TOOLS_ATTRS, **{
+        "image_id": attr.string(mandatory = True, doc = "IMAGE_ID (checked against the UKI's .osrel)."),
+        "out": attr.string(default = "update-manifest.json", doc = "Output file name."),
+        "package": attr.label(mandatory = True, allow_single_file = True, doc = "The update package (icos_package)."),
+        "uki": attr.label(mandatory = True, allow_single_file = True, doc = "The UKI packed as uki.efi."),
+        "verity": attr.label(mandatory = True, providers = [FilesystemInfo], doc = "The root's icos_verity (its root hash)."),
+        "version": attr.string(mandatory = True, doc = "IMAGE_VERSION (checked against the UKI's .osrel)."),
+    }),
+)

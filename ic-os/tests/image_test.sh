@@ -10,7 +10,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 echo "--- sha256sum -c SHA256SUMS"
 (cd "$release" && sha256sum -c SHA256SUMS) || fail "SHA256SUMS does not match the artifacts"
-for f in disk-img.tar.zst update-img.tar.zst build-manifest.json rootfs.manifest.json; do
+for f in disk-img.tar.zst update-img.tar.zst update-manifest.json build-manifest.json rootfs.manifest.json; do
   grep -q "  $f\$" "$release/SHA256SUMS" || fail "SHA256SUMS does not list $f"
 done
 
@@ -115,6 +115,24 @@ tar --zstd -xf "$release/update-img.tar.zst" -C "$tmp/update"
 cmp "$tmp/update/uki.efi" "$tmp/uki.efi" || fail "the update's UKI differs from the ESP's"
 cmp "$tmp/update/root.img" <(head -c "$(stat -c %s "$tmp/update/root.img")" "$tmp/root_a.part") || fail "root.img differs from slot A"
 cmp "$tmp/update/root.verity" <(head -c "$(stat -c %s "$tmp/update/root.verity")" "$tmp/root_a_verity.part") || fail "root.verity differs from slot A's hash partition"
+
+echo "--- update-manifest.json describes update-img.tar.zst (sizes, digests, root hash, version)"
+python3 - "$release" "$tmp/update" <<'PY'
+import hashlib, json, os, sys
+release, update = sys.argv[1], sys.argv[2]
+sha = lambda p: "sha256:" + hashlib.sha256(open(p, "rb").read()).hexdigest()
+m = json.load(open(f"{release}/update-manifest.json"))
+assert m["schema"] == "icos.update-manifest/v1", m["schema"]
+pkg = f"{release}/update-img.tar.zst"
+assert m["package"] == {"name": "update-img.tar.zst", "size": os.path.getsize(pkg), "sha256": sha(pkg)}, m["package"]
+assert [x["name"] for x in m["members"]] == ["uki.efi", "root.img", "root.verity"], m["members"]
+for x in m["members"]:
+    p = f"{update}/{x['name']}"
+    assert (x["size"], x["sha256"]) == (os.path.getsize(p), sha(p)), x
+parts = {p["name"]: p for p in json.load(open(f"{release}/build-manifest.json"))["disk"]["partitions"]}
+assert m["root_hash"] == parts["root_a_verity"]["filesystem"]["root_hash"], m["root_hash"]
+print("update manifest: version", m["version"], "root hash", m["root_hash"])
+PY
 
 echo "--- debugfs agrees with rootfs.manifest.json"
 python3 - "$release/rootfs.manifest.json" "$tmp/root.ext4" <<'PY'
