@@ -227,6 +227,7 @@ def icos_image(
             image_id = image_id,
             version = version,
             out = prefix + "update-manifest.json",
+            visibility = visibility,
         )
         artifacts.append(":" + name + "_update_manifest")
     icos_build_manifest(

@@ -11,7 +11,7 @@
 
 use std::io::{self, Read};
 
-use fatfs::{FileSystem, FsOptions};
+use fatfs::{Date, DateTime, FileSystem, FsOptions, Time, TimeProvider};
 use icos_common::Digest;
 use icos_node::disk::{PartRef, Window};
 use sha2::{Digest as _, Sha256};
@@ -69,6 +69,36 @@ pub fn good_name(image_id: &str, version: &str) -> String {
     format!("{image_id}_{version}.efi")
 }
 
+/// Timestamps of what we create on the ESP: 1980-01-01 00:00:00, FAT's first valid instant.
+/// fatfs without its clock feature would write date 0 (month 0, day 0), which EDK2's FAT driver
+/// rejects on SetInfo: systemd-boot then fails to rename the entry ("Invalid Parameter") and boot
+/// counting stops (seen under OVMF). No clock: the node's may be wrong, and nothing reads it.
+#[derive(Debug)]
+struct FatEpoch;
+
+impl TimeProvider for FatEpoch {
+    fn get_current_date(&self) -> Date {
+        Date {
+            year: 1980,
+            month: 1,
+            day: 1,
+        }
+    }
+    fn get_current_date_time(&self) -> DateTime {
+        DateTime {
+            date: self.get_current_date(),
+            time: Time {
+                hour: 0,
+                min: 0,
+                sec: 0,
+                millis: 0,
+            },
+        }
+    }
+}
+
+static FAT_EPOCH: FatEpoch = FatEpoch;
+
 /// The ESP, opened through fatfs on its partition.
 pub struct Esp {
     label: String,
@@ -93,7 +123,7 @@ impl Esp {
             part.open_read()
         }
         .map_err(err("cannot open the partition"))?;
-        let fs = FileSystem::new(window, FsOptions::new())
+        let fs = FileSystem::new(window, FsOptions::new().time_provider(&FAT_EPOCH))
             .map_err(err("not a FAT file system fatfs can read"))?;
         Ok(Esp { label, fs })
     }
@@ -122,6 +152,25 @@ impl Esp {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// (created, modified) dates of `/EFI/Linux/<name>` as (year, month, day).
+    pub fn dates(&self, name: &str) -> Result<[(u16, u16, u16); 2], EspError> {
+        let dir = self
+            .fs
+            .root_dir()
+            .open_dir(LINUX_DIR)
+            .map_err(self.err(format!("cannot open /{LINUX_DIR}")))?;
+        for e in dir.iter() {
+            let e = e.map_err(self.err(format!("cannot list /{LINUX_DIR}")))?;
+            if e.file_name() == name {
+                let d = |t: DateTime| (t.date.year, t.date.month, t.date.day);
+                return Ok([d(e.created()), d(e.modified())]);
+            }
+        }
+        Err(self.err(format!("no /{LINUX_DIR}/{name}"))(
+            io::ErrorKind::NotFound.into(),
+        ))
     }
 
     pub fn remove(&self, name: &str) -> Result<(), EspError> {

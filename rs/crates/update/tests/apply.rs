@@ -56,6 +56,11 @@ fn upgrade_a_to_b_mark_good_then_b_to_a() {
     assert_eq!(done.entry, "icos_2+3.efi");
     assert_eq!(entries(&disk), ["icos_1.efi", "icos_2+3.efi"]);
     assert_eq!(esp_file(&disk, "icos_2+3.efi"), v2.uki);
+    // Valid FAT dates (1980-01-01): EDK2 refuses to rename an entry with date 0 (month 0, day 0),
+    // and systemd-boot's boot counting renames it.
+    let esp = icos_update::esp::Esp::open(&part(&disk, "esp"), false).unwrap();
+    assert_eq!(esp.dates("icos_2+3.efi").unwrap(), [(1980, 1, 1); 2]);
+    drop(esp);
     let b = read_part(&disk, "root_b");
     assert_eq!(&b[..v2.root_img.len()], v2.root_img.as_slice());
     let bv = read_part(&disk, "root_b_verity");
