@@ -1,68 +1,116 @@
 #!/usr/bin/env bash
-# Upgrades the default image under QEMU + OVMF (TCG), in one QEMU run with a persistent EFI
-# variable store: boot slot A (version N), the image's init finds the update on a second virtio
-# disk (a tar of update-manifest.json, its signature and update-img.tar.zst) and icos-upgrade
-# writes version N+1 into slot B, reboot, systemd-boot tries the new entry, the initramfs maps
-# slot B through dm-verity, the init marks it good, refuses the same update again (replay) and
-# powers off.
-# Arguments: the default image's release directory, version N+1's, the directory with N+1's
-# update-manifest.json and its signature (by the test release key), the time limit in seconds.
+# Upgrades the default image under QEMU + OVMF (TCG) with one persistent EFI variable store and
+# one disk across three QEMU runs; the update arrives on a second virtio disk (a tar of
+# update-manifest.json, its signature and update-img.tar.zst), which the image's init hands to
+# icos-upgrade:
+#  1. boot slot A (version N), apply N+1 into slot B, reboot; systemd-boot tries the new entry
+#     (renaming +3 to +2-1), the initramfs maps slot B through dm-verity, the init marks it good,
+#     and the same update offered again is refused as a replay;
+#  2. boot B, a package with one flipped byte is refused, no reboot (A's old entry went before the
+#     write began: slot A is no longer bootable, B stays the default);
+#  3. boot B, apply N+2 into slot A (the leftover .efi.partial goes first), reboot into A, mark good.
+# Arguments: the default image's release directory; version N+1's, and the directory with its
+# manifest signed by the test release key; the same for N+2; the time limit per run in seconds.
 set -euo pipefail
 here=$(dirname "$0")
 source "$here/qemu.sh"
-old=$PWD/$1 new=$PWD/$2 signed=$PWD/$3
-limit=${4:-900}
+old=$PWD/$1 new=$PWD/$2 signed=$PWD/$3 newer=$PWD/$4 signed2=$PWD/$5
+limit=${6:-600}
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 log=$tmp/serial.log
 fail() { echo "FAIL: $*"; show_console "$log" 120; exit 1; }
-root_hash() {
-  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["root_hash"])' "$1/update-manifest.json"
-}
-version() {
-  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$1/update-manifest.json"
+field() {
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1/update-manifest.json" "$2"
 }
 
-# What a mirror serves: the package, the manifest and its signature, here on a second disk.
-mkdir -p "$tmp/update"
-cp "$signed/update-manifest.json" "$signed/update-manifest.json.minisig" "$new/update-img.tar.zst" "$tmp/update/"
-cmp "$signed/update-manifest.json" "$new/update-manifest.json" || fail "the signed manifest is not version N+1's"
-tar -cf "$tmp/update.tar" -C "$tmp/update" update-manifest.json update-manifest.json.minisig update-img.tar.zst
+# What a mirror serves, here on a disk: the package, the manifest and its signature.
+# delivery RELEASE SIGNED OUT [flip]
+delivery() {
+  local d=$tmp/$(basename "$3").d
+  mkdir -p "$d"
+  cmp "$2/update-manifest.json" "$1/update-manifest.json" || fail "$2 signed another manifest"
+  cp "$2/update-manifest.json" "$2/update-manifest.json.minisig" "$1/update-img.tar.zst" "$d/"
+  chmod u+w "$d"/*
+  if [[ ${4:-} == flip ]]; then
+    python3 - "$d/update-img.tar.zst" <<'PY'
+import os, sys
+p = sys.argv[1]
+with open(p, "r+b") as f:
+    f.seek(os.path.getsize(p) // 2)
+    b = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([b[0] ^ 0x40]))
+PY
+  fi
+  tar -cf "$3" -C "$d" update-manifest.json update-manifest.json.minisig update-img.tar.zst
+}
 
-tar --zstd -xf "$old/disk-img.tar.zst" -C "$tmp"
-vars=$tmp/vars.fd
-cp "$ovmf_vars" "$vars"
-start=$SECONDS
-boot_disk "$tmp/disk.img" "$log" "$limit" "$vars" \
-  -drive file="$tmp/update.tar",format=raw,if=virtio,readonly=on || true
-took=$((SECONDS - start))
-
-n=$(version "$old") n1=$(version "$new")
-a=$(root_hash "$old") b=$(root_hash "$new")
-# The console, in order: boot A, upgrade, reboot, boot B, mark good, replay refused.
-python3 - "$log" "$n" "$n1" "$a" "$b" <<'PY' || fail "the console does not show the upgrade in order"
-import re, sys
+# in_order STEP...: each string appears in the console, after the previous one.
+in_order() {
+  python3 - "$log" "$@" <<'PY' || fail "the console does not show the steps in order"
+import sys
 text = open(sys.argv[1], "rb").read().decode("utf-8", "replace")
-n, n1, a, b = sys.argv[2:]
-steps = [
-    f"root_a (vda3) verified by root_a_verity (vda4), root hash {a}",
-    f"ICOS-VERSION icos {n}",
-    "ICOS-BOOT-OK",
-    f"ICOS-UPGRADE icos-upgrade: version {n1} written to root_b + root_b_verity and verified; next boot: icos_{n1}+3.efi (3 tries)",
-    "ICOS-UPGRADE-REBOOT",
-    f"root_b (vda5) verified by root_b_verity (vda6), root hash {b}",
-    f"ICOS-VERSION icos {n1}",
-    f"ICOS-VERITY status root: 0",
-    "ICOS-BOOT-OK",
-    f"ICOS-UPGRADE icos-upgrade: version {n1} marked good: icos_{n1}+2-1.efi -> icos_{n1}.efi",
-    f"ICOS-UPGRADE icos-upgrade: error: refused, nothing was written: replay: version {n1} is the version this node runs",
-]
 at = 0
-for s in steps:
+for s in sys.argv[2:]:
     i = text.find(s, at)
     if i < 0:
         sys.exit(f"missing, after offset {at}: {s}")
     at = i + len(s)
 PY
-grep -aq "ICOS-ROOT /dev/mapper/root ext4 ro" "$log" || fail "the root is not /dev/mapper/root"
-echo "PASS: upgraded $n -> $n1 (slot A -> B), rebooted into B, marked good, refused the replay ($took s, two boots):"
-grep -a "ICOS-VERSION\|ICOS-UPGRADE\|icos-veritysetup\|ICOS-BOOT-OK" "$log"
+}
+
+run() {
+  local update=$1 start=$SECONDS
+  boot_disk "$tmp/disk.img" "$log" "$limit" "$vars" \
+    -drive file="$update",format=raw,if=virtio,readonly=on || true
+  echo "run took $((SECONDS - start)) s"
+  cp "$log" "$tmp/$(basename "$update").log"
+}
+
+n=$(field "$old" version) n1=$(field "$new" version) n2=$(field "$newer" version)
+a=$(field "$old" root_hash) b=$(field "$new" root_hash) c=$(field "$newer" root_hash)
+delivery "$new" "$signed" "$tmp/v$n1.tar"
+delivery "$newer" "$signed2" "$tmp/v$n2-flipped.tar" flip
+delivery "$newer" "$signed2" "$tmp/v$n2.tar"
+tar --zstd -xf "$old/disk-img.tar.zst" -C "$tmp"
+vars=$tmp/vars.fd
+cp "$ovmf_vars" "$vars"
+
+echo "--- 1: A ($n) -> B ($n1)"
+run "$tmp/v$n1.tar"
+in_order \
+  "root_a (vda3) verified by root_a_verity (vda4), root hash $a" \
+  "ICOS-VERSION icos $n" "ICOS-BOOT-OK" \
+  "ICOS-UPGRADE icos-upgrade: version $n was good already (icos_$n.efi)" \
+  "ICOS-UPGRADE icos-upgrade: version $n1 written to root_b + root_b_verity and verified; next boot: icos_$n1+3.efi (3 tries)" \
+  "ICOS-UPGRADE-REBOOT" \
+  "root_b (vda5) verified by root_b_verity (vda6), root hash $b" \
+  "ICOS-VERSION icos $n1" "ICOS-ROOT /dev/mapper/root ext4 ro" "ICOS-VERITY status root: 0" "ICOS-BOOT-OK" \
+  "ICOS-UPGRADE icos-upgrade: version $n1 marked good: icos_$n1+2-1.efi -> icos_$n1.efi" \
+  "ICOS-UPGRADE icos-upgrade: error: refused, nothing was written: replay: version $n1 is the version this node runs"
+! grep -aq "Failed to rename" "$log" || fail "systemd-boot could not count the boot"
+
+echo "--- 2: a package with one flipped byte"
+run "$tmp/v$n2-flipped.tar"
+in_order \
+  "root_b (vda5) verified by root_b_verity (vda6), root hash $b" \
+  "ICOS-VERSION icos $n1" "ICOS-BOOT-OK" \
+  "ICOS-UPGRADE icos-upgrade: error: update package (standard input): "
+! grep -aq "ICOS-UPGRADE-REBOOT" "$log" || fail "the tampered package was accepted"
+grep -a "ICOS-UPGRADE icos-upgrade: error" "$log"
+
+echo "--- 3: B ($n1) -> A ($n2)"
+run "$tmp/v$n2.tar"
+in_order \
+  "root_b (vda5) verified by root_b_verity (vda6), root hash $b" \
+  "ICOS-VERSION icos $n1" "ICOS-BOOT-OK" \
+  "ICOS-UPGRADE icos-upgrade: version $n2 written to root_a + root_a_verity and verified; next boot: icos_$n2+3.efi (3 tries); removed icos_$n2.efi.partial" \
+  "ICOS-UPGRADE-REBOOT" \
+  "root_a (vda3) verified by root_a_verity (vda4), root hash $c" \
+  "ICOS-VERSION icos $n2" "ICOS-BOOT-OK" \
+  "ICOS-UPGRADE icos-upgrade: version $n2 marked good: icos_$n2+2-1.efi -> icos_$n2.efi" \
+  "ICOS-UPGRADE icos-upgrade: error: refused, nothing was written: replay: version $n2 is the version this node runs"
+
+entries=$(mdir -b -i "$tmp/disk.img@@1M" ::/EFI/Linux | sed 's|.*/||' | sort | tr '\n' ' ')
+[[ "$entries" == "icos_$n1.efi icos_$n2.efi " ]] || fail "the ESP's entries are: $entries"
+echo "PASS: A ($n) -> B ($n1) -> A ($n2) with boot counting and mark-good; replays and a tampered package refused; ESP: $entries"
