@@ -43,7 +43,8 @@ def icos_image(
         root_type = "linux-root-x86-64",
         verity_type = "linux-root-verity-x86-64",
         release_public_key = None,
-        visibility = None):
+        visibility = None,
+        tags = None):
     """Declares every step of an image, from pinned base to SHA256SUMS.
 
     A verified image (the default) boots one unified kernel image (UKI) from the ESP, whose command
@@ -97,6 +98,7 @@ def icos_image(
         `release.pub`, e.g. at /etc/icos/release.pub) so icos-upgrade accepts only updates whose
         update-manifest.json it signed. A verified image also gets update-manifest.json.
       visibility: visibility of the release filegroup.
+      tags: tags of every target (e.g. ["manual"] for an image whose inputs are not always there).
     """
     prefix = "" if name == "image" else name + "/"
     generated_subdir = prefix.rstrip("/")
@@ -105,12 +107,14 @@ def icos_image(
 
     icos_generated_file(
         name = name + "_os_release",
+        tags = tags,
         out = prefix + "os-release",
         content = os_release_text(name, image_id, version, os_release),
         visibility = visibility,
     )
     icos_tool_file(
         name = name + "_veritysetup",
+        tags = tags,
         binary = "icos-veritysetup",
         out = prefix + "icos-veritysetup",
         tools = "//toolchains/rust:node_tools",
@@ -135,9 +139,10 @@ def icos_image(
     debian_packages = []
     if kernel:
         debian_packages = sorted(["debian_busybox_static", "debian_systemd_boot_efi", kernel.package])
-        _boot_pieces(name, prefix, kernel)
+        _boot_pieces(name, prefix, kernel, tags)
         icos_rootfs(
             name = name + "_initramfs_tree",
+            tags = tags,
             spec = initramfs_spec,
             srcs = initramfs_srcs + generated_srcs + [":" + name + "_busybox_layer", ":" + name + "_modules_layer"],
             generated_subdir = generated_subdir,
@@ -145,12 +150,14 @@ def icos_image(
         )
         icos_initramfs(
             name = name + "_initramfs",
+            tags = tags,
             tree = ":" + name + "_initramfs_tree",
             out = prefix + "initrd.img",
         )
 
     icos_rootfs(
         name = name + "_rootfs",
+        tags = tags,
         base = base,
         base_digest = base_digest,
         base_transport = base_transport,
@@ -163,6 +170,7 @@ def icos_image(
     )
     icos_ext4(
         name = name + "_root",
+        tags = tags,
         rootfs = ":" + name + "_rootfs",
         seed = seed,
         image_size = root_size,
@@ -187,6 +195,7 @@ def icos_image(
             var_size,
             root_type,
             verity_type,
+            tags,
         )
     else:
         update_srcs, update_names = _plain_disk(
@@ -200,10 +209,12 @@ def icos_image(
             esp_size,
             root_size,
             root_type,
+            tags,
         )
 
     icos_package(
         name = name + "_disk_img",
+        tags = tags,
         srcs = [":" + name + "_disk"],
         names = ["disk.img"],
         out = prefix + "disk-img.tar.zst",
@@ -211,6 +222,7 @@ def icos_image(
     )
     icos_package(
         name = name + "_update_img",
+        tags = tags,
         srcs = update_srcs,
         names = update_names,
         out = prefix + "update-img.tar.zst",
@@ -228,10 +240,12 @@ def icos_image(
             version = version,
             out = prefix + "update-manifest.json",
             visibility = visibility,
+            tags = tags,
         )
         artifacts.append(":" + name + "_update_manifest")
     icos_build_manifest(
         name = name + "_build_manifest",
+        tags = tags,
         image_name = name,
         rootfs = ":" + name + "_rootfs",
         disk = ":" + name + "_disk",
@@ -246,19 +260,22 @@ def icos_image(
     ]
     icos_sums(
         name = name + "_sums",
+        tags = tags,
         srcs = release,
         out = prefix + "SHA256SUMS",
     )
     native.filegroup(
         name = name,
+        tags = tags,
         srcs = release + [":" + name + "_sums"],
         visibility = visibility,
     )
 
-def _boot_pieces(name, prefix, kernel):
+def _boot_pieces(name, prefix, kernel, tags):
     """The pinned packages' members every bootable image takes: boot loader, kernel, busybox, drivers."""
     debian_layer(
         name = name + "_bootloader_layer",
+        tags = tags,
         package = "debian_systemd_boot_efi",
         include = ["/usr/lib/systemd/boot/efi/systemd-bootx64.efi"],
         renames = {"/usr/lib/systemd/boot/efi/systemd-bootx64.efi": "/EFI/BOOT/BOOTX64.EFI"},
@@ -266,12 +283,14 @@ def _boot_pieces(name, prefix, kernel):
     )
     debian_layer(
         name = name + "_modules_layer",
+        tags = tags,
         package = kernel.package,
         include = ["/lib/modules/%s/%s" % (kernel.abi, m) for m in kernel.modules],
         out = prefix + "modules.tar",
     )
     debian_layer(
         name = name + "_busybox_layer",
+        tags = tags,
         package = "debian_busybox_static",
         include = ["/bin/busybox"],
         out = prefix + "busybox.tar",
@@ -293,25 +312,29 @@ def _verified_disk(
         verity_partition_size,
         var_size,
         root_type,
-        verity_type):
+        verity_type,
+        tags):
     """dm-verity tree, UKI, generated ESP, empty config and var filesystems, the A/B disk.
 
     Returns the update package's sources and member names.
     """
     icos_verity(
         name = name + "_root_verity",
+        tags = tags,
         filesystem = ":" + name + "_root",
         seed = seed,
         verity_label = "root",
     )
     debian_file(
         name = name + "_kernel",
+        tags = tags,
         package = kernel.package,
         member = "/boot/vmlinuz-" + kernel.abi,
         out = prefix + "vmlinuz",
     )
     debian_file(
         name = name + "_stub",
+        tags = tags,
         package = "debian_systemd_boot_efi",
         member = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
         out = prefix + "linuxx64.efi.stub",
@@ -319,6 +342,7 @@ def _verified_disk(
     uki = "%s_%s.efi" % (image_id, version)
     icos_uki(
         name = name + "_uki",
+        tags = tags,
         stub = ":" + name + "_stub",
         linux = ":" + name + "_kernel",
         initrd = ":" + name + "_initramfs",
@@ -333,11 +357,13 @@ def _verified_disk(
     # change roothash=.
     icos_generated_file(
         name = name + "_loader_conf",
+        tags = tags,
         out = prefix + "loader.conf",
         content = "timeout 0\neditor no\n",
     )
     icos_generated_file(
         name = name + "_esp_spec",
+        tags = tags,
         out = prefix + "esp.toml",
         content = "\n".join([
             "# Generated by icos_image %s: the verified image's ESP." % name,
@@ -357,6 +383,7 @@ def _verified_disk(
     )
     icos_rootfs(
         name = name + "_esp_tree",
+        tags = tags,
         spec = ":" + name + "_esp_spec",
         srcs = [":" + name + "_bootloader_layer", ":" + name + "_loader_conf", ":" + name + "_uki"],
         generated_subdir = generated_subdir,
@@ -364,6 +391,7 @@ def _verified_disk(
     )
     icos_vfat(
         name = name + "_esp",
+        tags = tags,
         rootfs = ":" + name + "_esp_tree",
         seed = seed,
         image_size = esp_size,
@@ -373,11 +401,13 @@ def _verified_disk(
     # Config and var start empty: the node writes them.
     icos_generated_file(
         name = name + "_empty_spec",
+        tags = tags,
         out = prefix + "empty.toml",
         content = "# Generated by icos_image %s: an empty tree (the config and var partitions start empty).\n" % name,
     )
     icos_rootfs(
         name = name + "_empty_tree",
+        tags = tags,
         spec = ":" + name + "_empty_spec",
         generated_subdir = generated_subdir,
         source_date_epoch = source_date_epoch,
@@ -385,6 +415,7 @@ def _verified_disk(
     for part, size in [("config", config_size), ("var", var_size)]:
         icos_ext4(
             name = name + "_" + part,
+            tags = tags,
             rootfs = ":" + name + "_empty_tree",
             seed = seed,
             image_size = size,
@@ -393,6 +424,7 @@ def _verified_disk(
 
     icos_disk(
         name = name + "_disk",
+        tags = tags,
         partition_names = AB_PARTITIONS,
         partition_types = ["esp", "linux-generic", root_type, verity_type, root_type, verity_type, "linux-var"],
         partition_sizes = [esp_size, config_size, root_partition_size, verity_partition_size, root_partition_size, verity_partition_size, var_size],
@@ -420,7 +452,8 @@ def _plain_disk(
         esp_srcs,
         esp_size,
         root_size,
-        root_type):
+        root_type,
+        tags):
     """A plain image: the ESP from `esp_spec` (a Type #1 entry, kernel and initrd beside it), one root.
 
     Returns the update package's sources and member names.
@@ -431,6 +464,7 @@ def _plain_disk(
     if kernel:
         debian_layer(
             name = name + "_kernel_layer",
+            tags = tags,
             package = kernel.package,
             include = ["/boot/vmlinuz-" + kernel.abi],
             renames = {"/boot/vmlinuz-" + kernel.abi: "/vmlinuz"},
@@ -439,6 +473,7 @@ def _plain_disk(
         esp_generated = [":" + name + "_bootloader_layer", ":" + name + "_kernel_layer", ":" + name + "_initramfs"]
     icos_rootfs(
         name = name + "_esp_tree",
+        tags = tags,
         spec = esp_spec,
         srcs = esp_srcs + esp_generated,
         generated_subdir = generated_subdir,
@@ -446,6 +481,7 @@ def _plain_disk(
     )
     icos_vfat(
         name = name + "_esp",
+        tags = tags,
         rootfs = ":" + name + "_esp_tree",
         seed = seed,
         image_size = esp_size,
@@ -453,6 +489,7 @@ def _plain_disk(
     )
     icos_disk(
         name = name + "_disk",
+        tags = tags,
         partition_names = ["esp", "root"],
         partition_types = ["esp", root_type],
         partition_sizes = [esp_size, root_size],
