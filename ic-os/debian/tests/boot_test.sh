@@ -35,6 +35,8 @@ while kill -0 "$qemu" 2>/dev/null && ! all_seen; do sleep 2; done
 elapsed=$((SECONDS - start))
 kill "$qemu" 2>/dev/null || true
 wait "$qemu" 2>/dev/null || true
+# The whole console, for a look after the fact (bazel-testlogs/…/test.outputs/).
+[[ -n "${TEST_UNDECLARED_OUTPUTS_DIR:-}" ]] && cp "$log" "$TEST_UNDECLARED_OUTPUTS_DIR/serial.log"
 for w in "${want[@]}"; do
   grep -aqE "$w" "$log" || fail "no console line matching '$w' after $elapsed s"
 done
@@ -44,4 +46,5 @@ if grep -aqE '\[FAILED\]' "$log"; then
   fail "a unit failed: $(grep -aE '\[FAILED\]' "$log" | head -5)"
 fi
 echo "PASS: the Debian image reached multi-user.target on its verified read-only root in $elapsed s:"
-grep -aE 'Reached target .*Multi-User|ICOS-|icos-veritysetup' "$log" | cat -v
+# Without systemd's colours and the console's carriage returns.
+grep -aE 'Reached target .*Multi-User|ICOS-|icos-veritysetup' "$log" | sed 's/\x1b\[[0-9;]*m//g; s/\r//g'
