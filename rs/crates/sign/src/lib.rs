@@ -12,6 +12,7 @@
 
 mod bind;
 pub mod keys;
+pub mod layers;
 pub mod minisig;
 pub mod provenance;
 pub mod sbom;

@@ -21,6 +21,7 @@ use sha2::Sha256;
 use icos_common::tarread::TarReader;
 use icos_common::{open_regular, AtomicFile, Digest, HashingReader, SourceDateEpoch};
 
+use crate::layers::LayerChange;
 use crate::provenance::pct;
 use crate::rfc3339;
 
@@ -53,6 +54,8 @@ pub enum SbomError {
     BadDpkgStatus { tar: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("base {base}: {reason}")]
+    BadBase { base: String, reason: String },
 }
 
 /// What the SBOM is made from.
@@ -62,6 +65,10 @@ pub struct SbomRequest<'a> {
     pub rootfs_manifest: &'a Path,
     /// The document and root package name (for example the image name).
     pub name: &'a str,
+    /// What each layer of the base did to the Debian packages ([`crate::layers`]): a package a
+    /// layer added carries an annotation naming that layer; packages removed are annotated on the
+    /// root filesystem package.
+    pub layer_changes: &'a [LayerChange],
 }
 
 #[derive(Deserialize)]
@@ -340,8 +347,33 @@ pub fn sbom(req: &SbomRequest) -> Result<Value, SbomError> {
                 json!(format!("built package from: {src} {ver}")),
             );
         }
+        // The last layer that installed this very version is the one that added it.
+        if let Some(c) = req.layer_changes.iter().rev().find(|c| c.added.contains(p)) {
+            v.insert(
+                "annotations".into(),
+                json!([annotation(
+                    manifest.source_date_epoch,
+                    format!("added by base layer {}", layer_label(c))
+                )]),
+            );
+        }
         spdx_packages.push(Value::Object(v));
         relationships.push(json!({"spdxElementId": ROOTFS_ID, "relationshipType": "CONTAINS", "relatedSpdxElement": id}));
+    }
+    let removed: Vec<Value> = req
+        .layer_changes
+        .iter()
+        .flat_map(|c| c.removed.iter().map(move |p| (c, p)))
+        .filter(|(_, p)| !packages.contains(p))
+        .map(|(c, p)| {
+            annotation(
+                manifest.source_date_epoch,
+                format!("removed by base layer {}: {}", layer_label(c), p.purl()),
+            )
+        })
+        .collect();
+    if !removed.is_empty() {
+        spdx_packages[0]["annotations"] = Value::Array(removed);
     }
 
     let mut spdx_files = Vec::with_capacity(files.len());
@@ -374,6 +406,27 @@ pub fn sbom(req: &SbomRequest) -> Result<Value, SbomError> {
         "files": spdx_files,
         "relationships": relationships,
     }))
+}
+
+/// An SPDX annotation by this tool, dated like everything else (SOURCE_DATE_EPOCH).
+fn annotation(epoch: u64, comment: String) -> Value {
+    json!({
+        "annotationDate": rfc3339(epoch),
+        "annotationType": "OTHER",
+        "annotator": format!("Tool: icos-sign-{}", env!("CARGO_PKG_VERSION")),
+        "comment": comment,
+    })
+}
+
+/// `3 (sha256:…, RUN useradd …)`: the layer's index, digest and history entry.
+fn layer_label(c: &LayerChange) -> String {
+    let created_by = c.created_by.trim();
+    let created_by = created_by.strip_prefix("/bin/sh -c ").unwrap_or(created_by);
+    if created_by.is_empty() {
+        format!("{} ({})", c.index, c.digest)
+    } else {
+        format!("{} ({}, {})", c.index, c.digest, created_by)
+    }
 }
 
 /// The SBOM as written to disk: pretty JSON and a final newline.

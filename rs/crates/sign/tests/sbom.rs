@@ -165,6 +165,7 @@ fn req<'a>(t: &'a Path, m: &'a Path) -> SbomRequest<'a> {
         rootfs_tar: t,
         rootfs_manifest: m,
         name: "default",
+        layer_changes: &[],
     }
 }
 
@@ -440,4 +441,76 @@ fn xattr_values_with_newlines_do_not_hide_files() {
         hex::encode(Sha1::digest(b"long file\n"))
     );
     assert!(!files.iter().any(|f| f["fileName"] == "./etc/evil"));
+}
+
+#[test]
+fn packages_a_base_layer_added_or_removed_are_annotated_with_that_layer() {
+    use icos_sign::layers::LayerChange;
+    use icos_sign::sbom::{parse_dpkg_status, DebPackage};
+    let dir = tempfile::tempdir().unwrap();
+    let (t, m) = build_rootfs(dir.path(), &tree(Some(STATUS.as_bytes())));
+    let installed = parse_dpkg_status(STATUS).unwrap();
+    let tzdata = installed
+        .iter()
+        .find(|p| p.name == "tzdata")
+        .unwrap()
+        .clone();
+    let gone = DebPackage {
+        name: "e2fsprogs".into(),
+        architecture: "amd64".into(),
+        version: "1.47.0-2+b2".into(),
+        source: None,
+    };
+    let digest: icos_common::Digest =
+        "sha256:a6f62acdf15970fc8cb03ce4bd6d733e43b2cfd8d832cf5343eadde7fd574c48"
+            .parse()
+            .unwrap();
+    let changes = [LayerChange {
+        index: 3,
+        digest,
+        created_by: "/bin/sh -c dpkg -i tzdata.deb && dpkg --purge e2fsprogs".into(),
+        // A package added but no longer in the image is not annotated anywhere.
+        added: vec![
+            tzdata,
+            DebPackage {
+                name: "later-removed".into(),
+                ..gone.clone()
+            },
+        ],
+        removed: vec![gone],
+    }];
+    let doc: Value = serde_json::from_slice(
+        &render_sbom(&SbomRequest {
+            layer_changes: &changes,
+            ..req(&t, &m)
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    let by_name = |n: &str| {
+        doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    let label = format!("base layer 3 ({digest}, dpkg -i tzdata.deb && dpkg --purge e2fsprogs)");
+    let note = |comment: String| {
+        json!([{"annotationDate": "2023-11-14T22:13:20Z", "annotationType": "OTHER",
+                "annotator": format!("Tool: icos-sign-{}", env!("CARGO_PKG_VERSION")), "comment": comment}])
+    };
+    assert_eq!(
+        by_name("tzdata")["annotations"],
+        note(format!("added by {label}"))
+    );
+    assert!(by_name("libc6").get("annotations").is_none());
+    assert_eq!(
+        by_name("default")["annotations"],
+        note(format!(
+            "removed by {label}: pkg:deb/debian/e2fsprogs@1.47.0-2%2Bb2?arch=amd64"
+        ))
+    );
+    assert!(!doc.to_string().contains("later-removed"));
 }

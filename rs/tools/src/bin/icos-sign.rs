@@ -106,7 +106,7 @@ other .minisig, and no other file. Prints at most 50 problems and their count; e
     },
     /// Write an SPDX 2.3 JSON SBOM of the root filesystem and its Debian packages.
     #[command(
-        after_help = "EXAMPLE:\n  icos-sign sbom --rootfs bazel-bin/ic-os/rootfs.tar --rootfs-manifest release/rootfs.manifest.json \\\n      --name default --out release/sbom.spdx.json"
+        after_help = "EXAMPLE:\n  icos-sign sbom --rootfs bazel-bin/ic-os/rootfs.tar --rootfs-manifest release/rootfs.manifest.json \\\n      --name default --out release/sbom.spdx.json\n  icos-sign sbom --rootfs rootfs.tar --rootfs-manifest rootfs.manifest.json --name debian \\\n      --base docker-archive:base.tar@sha256:… --out sbom.spdx.json"
     )]
     Sbom {
         /// The rootfs tar (streamed; checked against the manifest).
@@ -118,6 +118,14 @@ other .minisig, and no other file. Prints at most 50 problems and their count; e
         /// Document and root package name (letters, digits, '.', '_', '-').
         #[arg(long)]
         name: String,
+        /// The pinned base the rootfs was built from (e.g. docker-archive:base.tar@sha256:…): each
+        /// Debian package a later base layer added is annotated with that layer, and packages
+        /// removed are annotated on the root filesystem.
+        #[arg(long, value_name = "REFERENCE")]
+        base: Option<String>,
+        /// Platform picked when the base's digest names an index.
+        #[arg(long, default_value = "linux/amd64")]
+        platform: String,
         /// Where to write the SBOM.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -215,13 +223,20 @@ fn run(cli: Cli) -> Result<()> {
             rootfs,
             rootfs_manifest,
             name,
+            base,
+            platform,
             out,
         } => {
+            let layer_changes = match &base {
+                Some(base) => icos_sign::layers::dpkg_layer_changes(base, &platform)?,
+                None => Vec::new(),
+            };
             write_sbom(
                 &SbomRequest {
                     rootfs_tar: &rootfs,
                     rootfs_manifest: &rootfs_manifest,
                     name: &name,
+                    layer_changes: &layer_changes,
                 },
                 &out,
             )?;

@@ -211,6 +211,7 @@ pub fn make_release_variant(dir: &Path, key: &SigningKey, variant: &str) {
             rootfs_tar: &tar_path,
             rootfs_manifest: &dir.join("rootfs.manifest.json"),
             name: "icos-default",
+            layer_changes: &[],
         },
         &dir.join("sbom.spdx.json"),
     )
