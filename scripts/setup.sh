@@ -36,7 +36,8 @@ packages=(
   qemu-system-x86 ovmf  # booting the image in the boot test (TCG, UEFI)
   cryptsetup-bin        # veritysetup: checking dm-verity hash trees
   python3-pefile        # an independent PE reader for the unified kernel image
-  python3-venv          # the virtualenv BuildGrid (the remote-cache test's REAPI server) runs in
+  python3-venv          # the virtualenvs of BuildGrid (the remote-cache test's REAPI server) and spdx-tools
+  mmdebstrap            # the Debian image's base (scripts/make-debian-base.sh, ci/debian-image.sh)
 )
 
 missing=()
@@ -74,6 +75,18 @@ if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null || [[ ! -x "$ve
   /usr/bin/python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$requirements"
   cp "$requirements" "$venv/requirements.txt"
+fi
+
+# spdx-tools (pyspdxtools), the SPDX 2.3 validator of ci/debian-image.sh, pinned the same way
+# (ci/spdx/requirements.txt).
+spdx_venv=${ICOS_SPDX_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/icos/spdx-venv}
+spdx_requirements=ci/spdx/requirements.txt
+if ! cmp -s "$spdx_requirements" "$spdx_venv/requirements.txt" 2>/dev/null || [[ ! -x "$spdx_venv/bin/pyspdxtools" ]]; then
+  echo "setup: installing spdx-tools into $spdx_venv"
+  rm -rf "$spdx_venv"
+  /usr/bin/python3 -m venv "$spdx_venv"
+  "$spdx_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$spdx_requirements"
+  cp "$spdx_requirements" "$spdx_venv/requirements.txt"
 fi
 
 if ! $deps_only; then

@@ -12,6 +12,11 @@
 #   --inject-nondeterminism    builder B writes the current time into one injected file
 #                              (ic-os/files/motd): the check must then fail and name that file.
 #                              Used by the tests to prove the check can fail.
+#   --target LABEL             the image to build (default //ic-os:image); its release files are read
+#                              from bazel-bin/PKG (name `image`) or bazel-bin/PKG/NAME, as icos_image
+#                              places them, or from --release-dir DIR (relative to bazel-bin).
+#                              ICOS_DEBIAN_BASE, when set, reaches both builders (//ic-os/debian:image
+#                              needs it; the archive must be readable by builder B's user).
 #   --user-remote-cache URL    give builder B a user configuration ($HOME/.bazelrc) that points at a
 #                              remote cache, as a developer's machine might have. B must ignore it.
 #
@@ -41,7 +46,7 @@ cleanup_only=false
 inject=false
 user_remote_cache=""
 target=//ic-os:image
-release_dir=ic-os
+release_dir=""
 while (($#)); do
   case $1 in
     --work) work=$2; shift 2 ;;
@@ -49,6 +54,7 @@ while (($#)); do
     --cleanup-only) cleanup_only=true; shift ;;
     --inject-nondeterminism) inject=true; shift ;;
     --target) target=$2; shift 2 ;;
+    --release-dir) release_dir=$2; shift 2 ;;
     --user-remote-cache) user_remote_cache=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "two-builders: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -56,6 +62,15 @@ while (($#)); do
 done
 
 log() { echo "two-builders: $*" >&2; }
+
+if [[ -z "$release_dir" ]]; then
+  pkg=${target#//}
+  pkg=${pkg%%:*}
+  name=${target##*:}
+  [[ "$target" == *:* ]] || name=${pkg##*/}
+  release_dir=$pkg
+  [[ "$name" == image ]] || release_dir=$pkg/$name
+fi
 
 [[ -n "$work" ]] || work=$(mktemp -d /tmp/icos-two-builders.XXXXXX)
 mkdir -p "$work"
@@ -92,6 +107,7 @@ as_a() {
 as_b() {
   local env_args=(HOME="$b_home" USER="${b_user:-$(id -un)}" TZ=Pacific/Chatham LANG=fr_FR.UTF-8
     PATH=/usr/local/bin:/usr/bin:/bin)
+  [[ -z "${ICOS_DEBIAN_BASE:-}" ]] || env_args+=(ICOS_DEBIAN_BASE="$ICOS_DEBIAN_BASE")
   if [[ -n "$b_user" ]]; then
     (cd "$b_src" && runuser -u "$b_user" -- env -i "${env_args[@]}" bash -c 'umask 0077 && exec "$@"' bash "$@")
   else
