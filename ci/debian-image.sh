@@ -14,12 +14,15 @@
 # Prints each step's wall time (CI's limit is 90 minutes).
 #
 #   ci/debian-image.sh [--base REFERENCE] [--skip-two-builders]
-#     --base REFERENCE     reuse a base made earlier (the line make-debian-base.sh printed)
+#     --base REFERENCE     reuse a base made earlier (the line make-debian-base.sh printed);
+#                          default: $ICOS_DEBIAN_BASE when set, else a new base
+#     --skip-two-builders  leave step 5 to ci/determinism.sh, which adds the Debian image to its
+#                          builder B when ICOS_DEBIAN_BASE is set (the tools then compile once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ci/lib.sh
 
-base=""
+base=${ICOS_DEBIAN_BASE:-}
 two_builders=true
 while (($#)); do
   case $1 in

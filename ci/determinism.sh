@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI's determinism job (run by scripts/test.sh):
-#  1. two independent builders must produce identical SHA256SUMS for //ic-os:image. Builder B is
+#  1. two independent builders must produce identical SHA256SUMS for //ic-os:image (and for
+#     //ic-os/debian:image when ICOS_DEBIAN_BASE names a base, see ci/debian-image.sh). Builder B is
 #     configured (in its $HOME/.bazelrc) with a remote cache that holds every result of this commit
 #     (the CI run's cache: the earlier stages filled it, and ci/remote-cache.sh showed a builder at
 #     another path gets all of them from it). B must still build everything itself: it takes
@@ -33,8 +34,12 @@ if [[ -z "$cache" ]]; then
   export BUILDER_A_FLAGS="--config=ci --config=remote --remote_cache=$cache"
 fi
 
+# With a Debian base at hand (scripts/test.sh makes one), builder B builds the Debian image too:
+# its tools compile once for both.
+targets=(--target //ic-os:image)
+[[ -z "${ICOS_DEBIAN_BASE:-}" ]] || targets+=(--target //ic-os/debian:image)
 start=$SECONDS
-scripts/two-builders.sh --work "$work" --keep --user-remote-cache "$cache" 2>&1 | tee "$work/clean.log"
+scripts/two-builders.sh --work "$work" --keep "${targets[@]}" --user-remote-cache "$cache" 2>&1 | tee "$work/clean.log"
 grep -q "none from a cache" "$work/clean.log" || { echo "determinism: FAILED: builder B's cache use is not reported" >&2; exit 1; }
 echo "determinism: two builders agree; builder B ignored the remote cache its user configuration names ($((SECONDS - start)) s)"
 

@@ -2,8 +2,8 @@
 # Builds the default image twice, as independently as one machine allows, and compares SHA256SUMS.
 # Exit 0 only when every artifact matches; otherwise icos-diff names what differs, exit 1.
 #
-#   scripts/two-builders.sh [--work DIR] [--keep] [--inject-nondeterminism] [--target LABEL]
-#                           [--user-remote-cache URL]
+#   scripts/two-builders.sh [--work DIR] [--keep] [--inject-nondeterminism] [--target LABEL]...
+#                           [--release-dir DIR] [--user-remote-cache URL]
 #
 #   --work DIR                 where both checkouts and output bases live (default: a new temp dir).
 #                              Reusing a kept DIR makes a second run incremental.
@@ -12,9 +12,11 @@
 #   --inject-nondeterminism    builder B writes the current time into one injected file
 #                              (ic-os/files/motd): the check must then fail and name that file.
 #                              Used by the tests to prove the check can fail.
-#   --target LABEL             the image to build (default //ic-os:image); its release files are read
-#                              from bazel-bin/PKG (name `image`) or bazel-bin/PKG/NAME, as icos_image
-#                              places them, or from --release-dir DIR (relative to bazel-bin).
+#   --target LABEL             an image to build (default //ic-os:image); repeat it to check several
+#                              images with one builder B (the tools compile once). Each image's
+#                              release files are read from bazel-bin/PKG (name `image`) or
+#                              bazel-bin/PKG/NAME, as icos_image places them, or, with one target,
+#                              from --release-dir DIR (relative to bazel-bin).
 #                              ICOS_DEBIAN_BASE, when set, reaches both builders (//ic-os/debian:image
 #                              needs it; the archive must be readable by builder B's user).
 #   --user-remote-cache URL    give builder B a user configuration ($HOME/.bazelrc) that points at a
@@ -45,7 +47,7 @@ keep=false
 cleanup_only=false
 inject=false
 user_remote_cache=""
-target=//ic-os:image
+targets=()
 release_dir=""
 while (($#)); do
   case $1 in
@@ -53,7 +55,7 @@ while (($#)); do
     --keep) keep=true; shift ;;
     --cleanup-only) cleanup_only=true; shift ;;
     --inject-nondeterminism) inject=true; shift ;;
-    --target) target=$2; shift 2 ;;
+    --target) targets+=("$2"); shift 2 ;;
     --release-dir) release_dir=$2; shift 2 ;;
     --user-remote-cache) user_remote_cache=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -63,14 +65,25 @@ done
 
 log() { echo "two-builders: $*" >&2; }
 
-if [[ -z "$release_dir" ]]; then
+((${#targets[@]})) || targets=(//ic-os:image)
+if [[ -n "$release_dir" ]] && ((${#targets[@]} > 1)); then
+  echo "two-builders: --release-dir goes with one --target only" >&2
+  exit 2
+fi
+# Where icos_image puts each target's release files, relative to bazel-bin.
+release_dirs=()
+for target in "${targets[@]}"; do
+  if [[ -n "$release_dir" ]]; then
+    release_dirs+=("$release_dir")
+    continue
+  fi
   pkg=${target#//}
   pkg=${pkg%%:*}
   name=${target##*:}
   [[ "$target" == *:* ]] || name=${pkg##*/}
-  release_dir=$pkg
-  [[ "$name" == image ]] || release_dir=$pkg/$name
-fi
+  if [[ "$name" == image ]]; then release_dirs+=("$pkg"); else release_dirs+=("$pkg/$name"); fi
+done
+target="${targets[*]}"
 
 [[ -n "$work" ]] || work=$(mktemp -d /tmp/icos-two-builders.XXXXXX)
 mkdir -p "$work"
@@ -159,20 +172,20 @@ fi
 start=$SECONDS
 log "builder A: $a_src as $(id -un), umask 0022, TZ=UTC, --jobs=1"
 read -r -a a_flags <<<"${BUILDER_A_FLAGS:-}"
-as_a bazel build --config=ci "${a_flags[@]}" --jobs=1 "$target" //toolchains/rust:tools
+as_a bazel build --config=ci "${a_flags[@]}" --jobs=1 "${targets[@]}" //toolchains/rust:tools
 log "builder A done in $((SECONDS - start)) s"
 start=$SECONDS
 log "builder B: $b_src as ${b_user:-$(id -un)}, umask 0077, TZ=Pacific/Chatham, fr_FR.UTF-8, --jobs=2"
 # B builds everything itself: no cache is trusted, whatever the rc files configure.
 as_b bazel --output_base="$b_base" build --config=ci --jobs=2 --disk_cache= --noremote_accept_cached \
-  --noremote_upload_local_results --execution_log_json_file="$work/b/exec.json" "$target"
+  --noremote_upload_local_results --execution_log_json_file="$work/b/exec.json" "${targets[@]}"
 cached=$(python3 "$a_src/ci/exec_log.py" cached "$work/b/exec.json" | wc -l)
 ((cached == 0)) || { log "builder B took $cached results from a cache: the check is void"; exit 2; }
 log "builder B done in $((SECONDS - start)) s: $(python3 "$a_src/ci/exec_log.py" executed "$work/b/exec.json" | wc -l) actions executed, none from a cache"
 
 # Copy the release files out of each output tree (bazel-bin is a symlink into the output base).
 collect() {
-  local src=$1/bazel-bin/$release_dir dest=$2
+  local src=$1/bazel-bin/$2 dest=$3
   rm -rf "$dest"
   mkdir -p "$dest"
   while read -r _ name; do
@@ -180,24 +193,31 @@ collect() {
   done <"$src/SHA256SUMS"
   cp -L "$src/SHA256SUMS" "$dest/SHA256SUMS"
 }
-collect "$a_src" "$work/a/release"
-collect "$b_src" "$work/b/release"
-
-echo "builder A SHA256SUMS:"
-sed 's/^/  /' "$work/a/release/SHA256SUMS"
-if cmp -s "$work/a/release/SHA256SUMS" "$work/b/release/SHA256SUMS" &&
-  (cd "$work/b/release" && sha256sum --quiet -c SHA256SUMS); then
-  echo "two-builders: identical: every artifact of $target matches across both builders"
-  exit 0
-fi
-
-echo "two-builders: DIFFERENT: the builds of $target do not match"
-echo "builder B SHA256SUMS:"
-sed 's/^/  /' "$work/b/release/SHA256SUMS"
+status=0
 diff_tool=$a_src/bazel-bin/toolchains/rust/tools/icos-diff
-if [[ -x "$diff_tool" ]]; then
-  "$diff_tool" "$work/a/release" "$work/b/release" || true
-else
-  log "icos-diff not built; compare $work/a/release and $work/b/release by hand"
-fi
-exit 1
+for i in "${!targets[@]}"; do
+  t=${targets[$i]}
+  # One directory per target: the first keeps the historical place ($WORK/a/release), the others
+  # sit beside it (release-1, …).
+  sub=""
+  ((i == 0)) || sub=-$i
+  collect "$a_src" "${release_dirs[$i]}" "$work/a/release$sub"
+  collect "$b_src" "${release_dirs[$i]}" "$work/b/release$sub"
+  echo "builder A SHA256SUMS of $t:"
+  sed 's/^/  /' "$work/a/release$sub/SHA256SUMS"
+  if cmp -s "$work/a/release$sub/SHA256SUMS" "$work/b/release$sub/SHA256SUMS" &&
+    (cd "$work/b/release$sub" && sha256sum --quiet -c SHA256SUMS); then
+    echo "two-builders: identical: every artifact of $t matches across both builders"
+    continue
+  fi
+  status=1
+  echo "two-builders: DIFFERENT: the builds of $t do not match"
+  echo "builder B SHA256SUMS of $t:"
+  sed 's/^/  /' "$work/b/release$sub/SHA256SUMS"
+  if [[ -x "$diff_tool" ]]; then
+    "$diff_tool" "$work/a/release$sub" "$work/b/release$sub" || true
+  else
+    log "icos-diff not built; compare $work/a/release$sub and $work/b/release$sub by hand"
+  fi
+done
+exit $status
