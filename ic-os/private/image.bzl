@@ -126,6 +126,7 @@ def icos_image(
             name = name + "_release_pub",
             src = release_public_key,
             out = prefix + "release.pub",
+            tags = tags,
         )
         icos_tool_file(
             name = name + "_upgrade",
@@ -133,6 +134,7 @@ def icos_image(
             out = prefix + "icos-upgrade",
             tools = "//toolchains/rust:node_tools",
             visibility = visibility,
+            tags = tags,
         )
         generated_srcs += [":" + name + "_release_pub", ":" + name + "_upgrade"]
 
