@@ -46,6 +46,27 @@ if ! $quick; then
 fi
 source ci/lib.sh
 
+if ! $quick; then
+  # The Debian image's base (mmdebstrap and docker: mostly network and disk) is made in the
+  # background while the Rust tools compile; the debian-image stage waits for it.
+  debian_base_dir=$(mktemp -d /tmp/icos-debian-base.XXXXXX)
+  chmod 0755 "$debian_base_dir" # builder B, another user, reads the archive
+  trap 'ci/buildgrid.sh stop "$ci_cache_dir"; rm -rf "$ci_cache_dir" "$debian_base_dir"' EXIT
+  scripts/make-debian-base.sh "$debian_base_dir/base.tar" >"$debian_base_dir/base.ref" 2>"$debian_base_dir/make.log" &
+  debian_base_pid=$!
+fi
+# The Debian stage: its base, then ci/debian-image.sh; ICOS_DEBIAN_BASE stays set, so the
+# determinism stage's builder B builds the Debian image too (the tools compile once for both).
+debian_image() {
+  local start=$SECONDS
+  wait "$debian_base_pid" || { cat "$debian_base_dir/make.log" >&2; return 1; }
+  echo "test: the Debian base was ready $((SECONDS - start)) s after this stage began (made in the background)"
+  grep "^make-debian-base: times" "$debian_base_dir/make.log" || true
+  ICOS_DEBIAN_BASE=$(tail -n 1 "$debian_base_dir/base.ref")
+  export ICOS_DEBIAN_BASE
+  ci/debian-image.sh --skip-two-builders
+}
+
 stage fmt cargo fmt --manifest-path rs/Cargo.toml --all -- --check
 # Clippy and the tests in one compile: clippy-driver as the workspace's rustc wrapper is what
 # `cargo clippy` runs, and here it also emits the code the tests run. Dependencies are cargo's
@@ -69,6 +90,7 @@ if ! $quick; then
   stage pin-rerun ci/pin-rerun.sh
   stage cache-check ci/cache-check.sh
   stage remote-cache ci/remote-cache.sh
+  stage debian-image debian_image
   stage hermetic-check ci/hermetic-check.sh
   stage determinism ci/determinism.sh
 fi
