@@ -1,7 +1,6 @@
 //! The public entry point: layers in, spec applied, one tar and one manifest out.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,6 +11,7 @@ use crate::error::{EntryProblem, RootfsError};
 use crate::manifest::{
     BaseInput, FileInput, Inputs, Manifest, OutputInfo, SpecInput, ToolInfo, SCHEMA, TOOL_NAME,
 };
+use crate::source::open_confined;
 use crate::spec::{Content, ImageSpec, Owner};
 use crate::tree::{Kind, Meta, Node, Tree};
 use crate::{layer, writer};
@@ -75,13 +75,8 @@ impl RootfsBuilder {
 
         for source in &spec.layers {
             let name = format!("extra layer {:?} of {}", source.name, spec_path);
-            let file = File::open(&source.resolved).map_err(|e| {
-                spec_error(format!(
-                    "[[layer]] source {:?}: cannot open {}: {e}",
-                    source.name,
-                    source.resolved.display()
-                ))
-            })?;
+            let file = open_confined(source, &spec.source_roots)
+                .map_err(|e| spec_error(format!("[[layer]] source {:?}: {e}", source.name)))?;
             let mut hashing = HashingReader::new(file);
             {
                 let stream: Box<dyn Read + '_> = decompressor(&source.name, &mut hashing)
@@ -197,25 +192,15 @@ impl RootfsBuilder {
             path: spec.path.clone(),
             problem,
         };
-        // Follows symlinks on purpose: Bazel stages inputs as symlinks.
-        let mut file = File::open(&source.resolved).map_err(|e| {
-            spec_error(format!(
-                "{label}: cannot open source {}: {e}",
-                source.resolved.display()
-            ))
-        })?;
+        // Follows symlinks within the source roots: Bazel stages inputs as symlinks.
+        let mut file = open_confined(source, &spec.source_roots)
+            .map_err(|e| spec_error(format!("{label}: source {:?}: {e}", source.name)))?;
         let metadata = file.metadata().map_err(|e| {
             spec_error(format!(
                 "{label}: cannot stat source {}: {e}",
                 source.resolved.display()
             ))
         })?;
-        if !metadata.is_file() {
-            return Err(spec_error(format!(
-                "{label}: source {} is not a regular file",
-                source.resolved.display()
-            )));
-        }
         let expected = metadata.len();
         match self.tree.spool_file(&mut file, expected, meta) {
             Ok(Ok(inode)) => Ok(inode),

@@ -23,6 +23,7 @@ mod error;
 mod layer;
 pub mod manifest;
 mod path;
+mod source;
 mod spec;
 mod tree;
 mod writer;

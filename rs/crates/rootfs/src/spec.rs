@@ -185,6 +185,12 @@ impl ImageSpec {
                     "{label}: patterns match absolute paths in the image; start it with '/'"
                 )));
             }
+            // Image paths are canonical, so such a pattern could only ever match nothing.
+            if pattern.split('/').skip(1).any(|c| c == "." || c == "..") {
+                return Err(spec_error(format!(
+                    "{label}: has a '.' or '..' component; paths in the image are canonical"
+                )));
+            }
             let glob: Glob = GlobBuilder::new(pattern)
                 .literal_separator(true)
                 .backslash_escape(true)
@@ -200,6 +206,12 @@ impl ImageSpec {
             if source.is_empty() || Path::new(source).is_absolute() {
                 return Err(spec_error(format!(
                     "{label}: source {source:?} must be a relative path (resolved against --source-root or the spec's directory)"
+                )));
+            }
+            // A source names a file under a source root; `..` would name any file on the host.
+            if source.split('/').any(|c| c == "..") || source.contains('\0') {
+                return Err(spec_error(format!(
+                    "{label}: source {source:?} has a '..' component (or a NUL byte); a source must stay inside its source root"
                 )));
             }
             // The first root holding the file wins; if none does, reading it later reports the
@@ -456,6 +468,8 @@ target = "/usr/share/zoneinfo/UTC"
              "[[symlink]] #1 (/a): path \"/a\" is already declared by [[file]] #1 (/a)"),
             ("remove = [\"var/log\"]", "start it with '/'"),
             ("remove = [\"/var/[log\"]", "remove[0]"),
+            ("remove = [\"/var/../etc/**\"]", "remove[0] \"/var/../etc/**\": has a '.' or '..' component"),
+            ("[[file]]\npath = \"/a\"\nsource = \"../x\"", "[[file]] #1 (/a): source \"../x\" has a '..' component"),
             ("[[symlink]]\npath = \"/a\"\ntarget = \"\"", "target must be non-empty"),
         ];
         for (text, expected) in cases {

@@ -251,7 +251,9 @@ fn spec_alone_builds_a_tree_and_source_root_moves_sources() {
     // Without --source-root the path resolves beside the spec, where it does not exist.
     let err = build(spec_dir.path(), &[], spec, None).err().unwrap();
     assert!(
-        err.contains("image.toml: [[file]] #1 (/loader/loader.conf): cannot open source"),
+        err.contains(
+            "image.toml: [[file]] #1 (/loader/loader.conf): source \"esp/loader.conf\": cannot open"
+        ),
         "{err}"
     );
     assert!(err.contains("esp/loader.conf"), "{err}");
@@ -280,7 +282,7 @@ fn refusals_name_the_spec_and_the_entry() {
         ),
         (
             "[[file]]\npath = \"/a\"\nsource = \"adir\"",
-            "[[file]] #1 (/a): source",
+            "[[file]] #1 (/a): source \"adir\": ",
         ),
         (
             "[[layer]]\nsource = \"missing.tar\"",
@@ -322,4 +324,102 @@ fn hostile_extra_layers_are_named() {
         .err()
         .unwrap();
     assert!(err.starts_with("extra layer \"bad.tar.gz\" of "), "{err}");
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// A spec names files under its source roots; nothing it says reaches another host file.
+#[test]
+fn sources_cannot_reach_host_files() {
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    std::fs::write(s.join("motd"), b"hello\n").unwrap();
+    std::fs::write(s.join("layer.tar"), Layer::new().file("a", b"a").finish()).unwrap();
+    std::os::unix::fs::symlink("motd", s.join("inside-link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", s.join("passwd-link")).unwrap();
+    std::os::unix::fs::symlink("/etc", s.join("etc-dir")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", s.join("zero")).unwrap();
+    std::os::unix::fs::symlink(s.join("layer.tar"), s.join("layer-link.tar")).unwrap();
+    mkfifo(&s.join("fifo"));
+    std::fs::create_dir(s.join("adir")).unwrap();
+
+    // A link that stays inside the root is followed (Bazel stages inputs as links).
+    let spec = "[[layer]]\nsource = \"layer-link.tar\"\n[[file]]\npath = \"/motd\"\nsource = \"inside-link\"\n";
+    let built = build(s, &[], spec, None).unwrap();
+    assert_eq!(names(&built.tar), ["./", "./a", "./motd"]);
+
+    let file = |source: &str| format!("[[file]]\npath = \"/x\"\nsource = \"{source}\"\n");
+    let layer = |source: &str| format!("[[layer]]\nsource = \"{source}\"\n");
+    let escaped = "outside the source roots";
+    let cases = [
+        (
+            file("../../../../../../etc/passwd"),
+            "[[file]] #1 (/x): source \"../../../../../../etc/passwd\" has a '..' component"
+                .to_string(),
+        ),
+        (file("sub/../../motd"), "has a '..' component".into()),
+        (
+            layer("../../../../etc/passwd"),
+            "[[layer]] #1: source \"../../../../etc/passwd\" has a '..' component".into(),
+        ),
+        (file("/etc/passwd"), "must be a relative path".into()),
+        (layer("/etc/passwd"), "must be a relative path".into()),
+        (
+            file("passwd-link"),
+            format!(
+                "source \"passwd-link\": {} resolves to /etc/passwd, {escaped}",
+                s.join("passwd-link").display()
+            ),
+        ),
+        (
+            file("etc-dir/passwd"),
+            format!("resolves to /etc/passwd, {escaped}"),
+        ),
+        (
+            layer("passwd-link"),
+            format!(
+                "[[layer]] source \"passwd-link\": {} resolves to /etc/passwd, {escaped}",
+                s.join("passwd-link").display()
+            ),
+        ),
+        (file("zero"), format!("resolves to /dev/zero, {escaped}")),
+        (layer("zero"), format!("resolves to /dev/zero, {escaped}")),
+        // Never blocks in open() on a FIFO nobody writes to.
+        (
+            file("fifo"),
+            format!(
+                "source \"fifo\": {} is a FIFO (named pipe), not a regular file",
+                s.join("fifo").display()
+            ),
+        ),
+        (
+            layer("fifo"),
+            format!(
+                "[[layer]] source \"fifo\": {} is a FIFO (named pipe), not a regular file",
+                s.join("fifo").display()
+            ),
+        ),
+        (
+            file("adir"),
+            format!(
+                "source \"adir\": {} is a directory, not a regular file",
+                s.join("adir").display()
+            ),
+        ),
+        (layer("adir"), "is a directory, not a regular file".into()),
+    ];
+    for (text, expected) in cases {
+        let err = build(s, &[], &text, None)
+            .err()
+            .unwrap_or_else(|| panic!("accepted {text}"));
+        assert!(err.contains("image.toml: "), "{err}");
+        assert!(
+            err.contains(&expected),
+            "spec {text:?}: {err:?} lacks {expected:?}"
+        );
+    }
 }
