@@ -10,7 +10,8 @@
 //! - [`parse_size`]: `64MiB`-style sizes.
 //! - [`safe_open`]: open an input only if it is a regular file (optionally refusing symlinks),
 //!   never blocking on a FIFO.
-//! - [`tarread`]: the tar reader every tool uses (PAX records parsed by their length prefix).
+//! - [`tarread`]: the tar reader every tool uses (PAX records parsed by their length prefix);
+//!   [`tarcontract`]: the rootfs tar contract it checks when asked.
 
 mod atomic;
 mod digest;
@@ -20,6 +21,7 @@ pub mod progress;
 pub mod safe_open;
 pub mod seed;
 mod size;
+pub mod tarcontract;
 pub mod tarread;
 
 pub use atomic::AtomicFile;

@@ -19,6 +19,8 @@
 use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
 
+use crate::tarcontract::RootfsContract;
+
 /// The tar block size: headers are one block, data is padded to a multiple of it.
 pub const BLOCK: usize = 512;
 /// Extension headers (PAX, GNU long names) larger than this are refused: hostile input must not
@@ -75,14 +77,25 @@ impl RawEntry {
         })
     }
 
-    /// PAX `uid`, else the header's.
-    pub fn uid(&self) -> Result<u64, String> {
-        self.number(b"uid", 108..116)
+    /// PAX `uid`, else the header's; refused unless it fits 32 bits (Linux ids are 32-bit, and a
+    /// truncated 2^32 would be root).
+    pub fn uid(&self) -> Result<u32, String> {
+        self.id(b"uid", 108..116)
     }
 
-    /// PAX `gid`, else the header's.
-    pub fn gid(&self) -> Result<u64, String> {
-        self.number(b"gid", 116..124)
+    /// PAX `gid`, else the header's; refused unless it fits 32 bits.
+    pub fn gid(&self) -> Result<u32, String> {
+        self.id(b"gid", 116..124)
+    }
+
+    fn id(&self, key: &'static [u8], field: Range<usize>) -> Result<u32, String> {
+        let id = self.number(key, field)?;
+        u32::try_from(id).map_err(|_| {
+            format!(
+                "{} {id} does not fit in 32 bits (Linux user and group ids are 32-bit)",
+                String::from_utf8_lossy(key)
+            )
+        })
     }
 
     /// PAX `mtime` in whole seconds (a fraction is dropped; negative times are refused), else the
@@ -281,8 +294,13 @@ pub struct TarReader<R> {
     /// Where the current entry's data ends.
     data_end: u64,
     end_marker_required: bool,
+    contract: Option<RootfsContract>,
     done: bool,
 }
+
+/// Data after the end-of-archive marker read by [`TarReader::finish`], at most (writers pad to a
+/// record, GNU tar's default is 10 KiB; a compressed layer could otherwise decompress forever).
+pub const MAX_TRAILING: u64 = 1 << 20;
 
 impl<R: Read> TarReader<R> {
     /// Reads any stream; skipped data is read and discarded (so a hashing reader sees every byte).
@@ -294,8 +312,28 @@ impl<R: Read> TarReader<R> {
             next: 0,
             data_end: 0,
             end_marker_required: false,
+            contract: None,
             done: false,
         }
+    }
+
+    /// Checks the rootfs tar contract on every entry ([`RootfsContract`]): a breach is an error
+    /// of [`TarReader::next_entry`]. For readers of icos-rootfs's output.
+    pub fn rootfs_contract(mut self) -> Self {
+        self.contract = Some(RootfsContract::default());
+        self
+    }
+
+    /// Reads what follows the end-of-archive marker, at most [`MAX_TRAILING`] bytes (so a
+    /// verifying reader under it sees the whole stream), and returns the reader.
+    pub fn finish(mut self) -> Result<R, ReadError> {
+        let n = io::copy(&mut (&mut self.r).take(MAX_TRAILING + 1), &mut io::sink())?;
+        if n > MAX_TRAILING {
+            return bad(format!(
+                "more than {MAX_TRAILING} bytes follow the end-of-archive marker"
+            ));
+        }
+        Ok(self.r)
     }
 
     /// Makes a stream that ends cleanly between entries, without the end-of-archive marker (a zero
@@ -479,6 +517,13 @@ impl<R: Read> TarReader<R> {
                 .checked_mul(BLOCK as u64)
                 .and_then(|padded| e.data_pos.checked_add(padded))
                 .ok_or_else(|| ReadError::Bad("entry size overflows".into()))?;
+            if let Some(contract) = &mut self.contract {
+                if typeflag != b'g' {
+                    contract
+                        .check(&e.path, typeflag == b'5')
+                        .map_err(ReadError::Bad)?;
+                }
+            }
             return Ok(Some(e));
         }
     }

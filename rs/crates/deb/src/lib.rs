@@ -228,7 +228,7 @@ pub fn write_layer(deb: &Path, opts: &LayerOptions, out: &Path) -> Result<LayerS
                         member: raw_name.clone(),
                         reason,
                     })?;
-                    set(&mut header, id);
+                    set(&mut header, u64::from(id));
                 }
             }
             if header.entry_type().is_hard_link() {

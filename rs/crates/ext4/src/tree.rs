@@ -203,7 +203,9 @@ pub fn read_tree<R: Read + Seek>(reader: R, tar: &str, sde: u32) -> Result<(Tree
     let mut seen_root = false;
 
     // A rootfs tar always ends with its end-of-archive marker: without it, it is truncated.
-    let mut reader = TarReader::seekable(reader).require_end_marker();
+    let mut reader = TarReader::seekable(reader)
+        .require_end_marker()
+        .rootfs_contract();
     loop {
         let raw = match reader.next_entry() {
             Ok(Some(raw)) => raw,
@@ -235,15 +237,7 @@ pub fn read_tree<R: Read + Seek>(reader: R, tar: &str, sde: u32) -> Result<(Tree
             .mode()
             .map_err(|e| err(format!("bad mode field: {e}")))?;
         let perm = u16::try_from(mode & 0o7777).expect("12 bits");
-        let (raw_uid, raw_gid) = (raw.uid().map_err(err)?, raw.gid().map_err(err)?);
-        let (uid, gid) = match (u32::try_from(raw_uid), u32::try_from(raw_gid)) {
-            (Ok(u), Ok(g)) => (u, g),
-            _ => {
-                return Err(err(format!(
-                    "uid {raw_uid} or gid {raw_gid} does not fit in 32 bits"
-                )))
-            }
-        };
+        let (uid, gid) = (raw.uid().map_err(err)?, raw.gid().map_err(err)?);
         // Sparse files, ACL text forms and libarchive's xattr records are refused.
         let refused = raw.pax.iter().map(|(k, _)| k).find(|k| {
             k.starts_with(b"GNU.sparse.")

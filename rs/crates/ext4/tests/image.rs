@@ -434,10 +434,9 @@ fn lost_found_from_the_tar_long_names_and_explicit_inodes() {
         e("", Body::Dir),
         e(&long_dir, Body::Dir),
         e(&long_file, Body::File(b"pax path\n".to_vec())), // name > 100 bytes: PAX "path"
-        e("lost+found", Body::Dir).mode(0o755).owner(1, 2),
-        e("lost+found/kept", Body::File(b"kept\n".to_vec())),
     ]);
-    // Append a GNU long-name entry (type 'L' before the header) in place of the end marker.
+    // Append a GNU long-name entry (type 'L' before the header) in place of the end marker, then
+    // the rest in sorted order (the rootfs tar contract).
     t.truncate(t.len() - 1024);
     let mut gnu = tar::Builder::new(Vec::new());
     let gnu_name = format!("./{long_dir}/g-{}", "q".repeat(150));
@@ -449,6 +448,11 @@ fn lost_found_from_the_tar_long_names_and_explicit_inodes() {
     h.set_gid(0);
     gnu.append_data(&mut h, &gnu_name, &b"gnu\n"[..]).unwrap();
     t.extend(gnu.into_inner().unwrap());
+    t.truncate(t.len() - 1024);
+    t.extend(tar_bytes(vec![
+        e("lost+found", Body::Dir).mode(0o755).owner(1, 2),
+        e("lost+found/kept", Body::File(b"kept\n".to_vec())),
+    ]));
     let tar = dir.path().join("rootfs.tar");
     std::fs::write(&tar, &t).unwrap();
     let img = dir.path().join("root.ext4");

@@ -61,7 +61,9 @@ fn pad4(out: &mut impl Write, len: u64) -> io::Result<()> {
 }
 
 fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
-    let namesize = h.name.len() as u32 + 1;
+    // Names come from PAX records, which the tar reader bounds; still, never wrap.
+    let namesize = u32::try_from(h.name.len() + 1)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "name longer than 4 GiB"))?;
     write!(
         out,
         "070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
@@ -108,7 +110,7 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
     let mut links: BTreeMap<String, u32> = BTreeMap::new();
     let open = || -> Result<_, InitramfsError> {
         let file = File::open(tar_path).map_err(io_in)?;
-        Ok(TarReader::seekable(BufReader::with_capacity(1 << 16, file)))
+        Ok(TarReader::seekable(BufReader::with_capacity(1 << 16, file)).rootfs_contract())
     };
     let mut archive = open()?;
     while let Some(entry) = archive.next_entry().map_err(|e| io_in(e.into()))? {
@@ -134,15 +136,16 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
         }
         let h = tar::Header::from_byte_slice(&entry.header);
         let perm = h.mode().map_err(io_in)? & 0o7777;
-        let uid = entry.uid().map_err(|e| bad(&raw, &e))? as u32;
-        let gid = entry.gid().map_err(|e| bad(&raw, &e))? as u32;
+        let uid = entry.uid().map_err(|e| bad(&raw, &e))?;
+        let gid = entry.gid().map_err(|e| bad(&raw, &e))?;
         let mtime = u32::try_from(entry.mtime().map_err(|e| bad(&raw, &e))?)
             .map_err(|_| bad(&raw, "mtime beyond 2106"))?;
         let kind = h.entry_type();
-        let rdev = (
-            h.device_major().ok().flatten().unwrap_or(0),
-            h.device_minor().ok().flatten().unwrap_or(0),
-        );
+        // A device number that does not parse is refused, never read as 0 (0:0 is not "none").
+        let rdev = match (h.device_major(), h.device_minor()) {
+            (Ok(major), Ok(minor)) => (major.unwrap_or(0), minor.unwrap_or(0)),
+            _ => return Err(bad(&raw, "bad device number field")),
+        };
         let mut header = Header {
             ino: 0,
             mode: 0,
@@ -186,7 +189,8 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
                     .clone()
                     .ok_or_else(|| bad(&raw, "symlink without target"))?;
                 header.mode = S_IFLNK | 0o777;
-                header.size = target.len() as u32;
+                header.size = u32::try_from(target.len())
+                    .map_err(|_| bad(&raw, "symlink target longer than 4 GiB"))?;
                 body = Some(target);
             }
             tar::EntryType::Char => {

@@ -187,3 +187,59 @@ fn pax_values_with_newlines_are_read_by_their_length() {
     );
     cpio_list(&out); // GNU cpio reads it
 }
+
+/// uid 2^32 truncated to 32 bits would be root: a setuid file from a hostile layer would become
+/// setuid-root.
+#[test]
+fn ids_past_32_bits_are_refused_not_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    let out = dir.path().join("initrd.img");
+    for (key, value) in [("uid", "4294967296"), ("gid", "4294967296")] {
+        tar_with_pax(&tar, &pax_record(key, value.as_bytes()));
+        let err = write_initramfs(&tar, &out).unwrap_err().to_string();
+        assert!(
+            err.contains("\"./init\"")
+                && err.contains(&format!("{key} {value} does not fit in 32 bits")),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
+    tar_with_pax(&tar, &pax_record("uid", b"4294967295"));
+    write_initramfs(&tar, &out).unwrap();
+}
+
+/// The rootfs tar contract, checked by the shared reader: a child before its parent, a path
+/// listed twice and an unsorted pair are refused, naming the entry, and leave no output.
+#[test]
+fn rootfs_tar_contract_breaches_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    let out = dir.path().join("initrd.img");
+    use tar::EntryType::{Directory as D, Regular as F};
+    let cases: [(&[(&str, tar::EntryType)], &str); 3] = [
+        (
+            &[("./", D), ("./bin/sh", F), ("./bin/", D)],
+            "entry \"./bin/sh\": its parent directory \"./bin/\" is not in the tar before it",
+        ),
+        (
+            &[("./", D), ("./init", F), ("./init", F)],
+            "entry \"./init\" is listed twice",
+        ),
+        (
+            &[("./", D), ("./b", F), ("./a", F)],
+            "entry \"./a\" comes after \"./b\" but sorts before it",
+        ),
+    ];
+    for (entries, expected) in cases {
+        let mut t = Vec::new();
+        for (name, kind) in entries {
+            push_ustar(&mut t, name, *kind, 0o755, 1_700_000_000, b"");
+        }
+        t.extend_from_slice(&[0u8; 1024]);
+        fs::write(&tar, t).unwrap();
+        let err = write_initramfs(&tar, &out).unwrap_err().to_string();
+        assert!(err.contains(expected), "{entries:?}: {err}");
+        assert!(!out.exists());
+    }
+}

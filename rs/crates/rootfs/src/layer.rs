@@ -59,11 +59,11 @@ pub(crate) fn apply(
         last_entry = Some(display);
     }
     // Read to the very end: a verifying reader checks the digest only once it has seen every byte.
-    let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|source| RootfsError::LayerRead {
+    // What follows the end-of-archive marker is bounded: a compressed layer could go on forever.
+    archive.finish().map_err(|e| RootfsError::LayerRead {
         layer: layer.to_string(),
         context: "cannot read the end of the layer".to_string(),
-        source,
+        source: e.into(),
     })?;
     Ok(())
 }
@@ -151,8 +151,8 @@ fn apply_entry(
     };
     let meta = Meta {
         mode,
-        uid,
-        gid,
+        uid: uid.into(),
+        gid: gid.into(),
         mtime: mtime.min(tree.epoch()),
         xattrs: collect_xattrs(&pax)?,
     };

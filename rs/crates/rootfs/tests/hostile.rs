@@ -367,3 +367,51 @@ fn problems_are_typed() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Linux ids are 32-bit: 2^32 is refused, never truncated (to 0, root) by a later tool.
+#[test]
+fn ids_past_32_bits_are_refused() {
+    for (key, value) in [
+        ("uid", "4294967296"),
+        ("gid", "4294967296"),
+        ("uid", "18446744073709551615"),
+    ] {
+        let layer = Layer::new()
+            .raw(E {
+                mode: 0o4755,
+                pax: vec![(key, value.as_bytes().to_vec())],
+                ..E::new("usr/bin/su", b'0')
+            })
+            .finish();
+        assert_refused(
+            &[layer],
+            "layer 1 (test)",
+            "usr/bin/su",
+            &format!("{key} {value} does not fit in 32 bits"),
+        );
+    }
+    let fits = Layer::new()
+        .raw(E {
+            pax: vec![("uid", b"4294967295".to_vec())],
+            ..E::new("usr/bin/su", b'0')
+        })
+        .finish();
+    let (_, manifest) = flatten(&[fits]).unwrap();
+    let json = serde_json::to_string(&manifest).unwrap();
+    assert!(json.contains("4294967295"), "{json}");
+}
+
+/// What follows a layer's end-of-archive marker is read (a verifying reader needs every byte),
+/// but only so far: a compressed layer could otherwise decompress forever.
+#[test]
+fn trailing_data_after_the_end_of_archive_is_bounded() {
+    let mut layer = Layer::new().file("a", b"x").finish();
+    layer.extend(vec![0u8; 10240]);
+    flatten(&[layer.clone()]).unwrap();
+    layer.extend(vec![7u8; 1 << 20]);
+    let err = flatten(&[layer]).unwrap_err().to_string();
+    assert!(
+        err.contains("cannot read the end of the layer: more than 1048576 bytes follow the end-of-archive marker"),
+        "{err}"
+    );
+}

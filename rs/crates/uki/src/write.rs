@@ -431,12 +431,13 @@ fn plan_sections(
         let raw = align_up(u64::from(p.size), layout.file_alignment).ok_or_else(too_big)?;
         let mut name = [0u8; 8];
         name[..p.name.len()].copy_from_slice(p.name.as_bytes());
+        let fits = |v: u64| u32::try_from(v).map_err(|_| too_big());
         placed.push(RawSection {
             name,
             virtual_size: p.size,
-            virtual_address: va as u32,
-            size_of_raw_data: raw as u32,
-            pointer_to_raw_data: ptr as u32,
+            virtual_address: fits(va)?,
+            size_of_raw_data: fits(raw)?,
+            pointer_to_raw_data: fits(ptr)?,
             characteristics: pe::IMAGE_SCN_CNT_INITIALIZED_DATA.0 | pe::IMAGE_SCN_MEM_READ.0,
         });
         va = align_up(va + u64::from(p.size), layout.section_alignment).ok_or_else(too_big)?;
