@@ -8,6 +8,7 @@
 //! - [`progress`]: progress bars and one-line summaries that only show on a terminal.
 //! - [`seed`]: UUIDs and ids derived from the build seed.
 //! - [`parse_size`]: `64MiB`-style sizes.
+//! - [`check_distinct`]: refuse outputs that coincide with each other or with an input.
 //! - [`safe_open`]: open an input only if it is a regular file (optionally refusing symlinks),
 //!   never blocking on a FIFO.
 //! - [`tarread`]: the tar reader every tool uses (PAX records parsed by their length prefix);
@@ -15,6 +16,7 @@
 
 mod atomic;
 mod digest;
+pub mod distinct;
 mod epoch;
 mod hashing;
 pub mod progress;
@@ -26,6 +28,7 @@ pub mod tarread;
 
 pub use atomic::AtomicFile;
 pub use digest::{Digest, DigestError};
+pub use distinct::check_distinct;
 pub use epoch::{EpochError, SourceDateEpoch};
 pub use hashing::{sha256_file, sha256_reader, HashingReader, HashingWriter};
 pub use safe_open::{open_regular, open_regular_nofollow, NotRegular};

@@ -47,6 +47,8 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    icos_common::check_distinct(&[("--out", &args.out)], &[("--deb", &args.deb)])
+        .map_err(anyhow::Error::msg)?;
     if let Some(member) = &args.extract {
         extract_file(&args.deb, args.sha256.as_ref(), member, &args.out)
             .with_context(|| format!("cannot extract {member} from {}", args.deb.display()))?;

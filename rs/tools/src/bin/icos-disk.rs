@@ -53,6 +53,11 @@ fn main() -> Result<()> {
             bail!("--image {name}=… is given twice");
         }
     }
+    let mut outputs = vec![("--out", args.out.as_path())];
+    outputs.extend(args.report_out.as_deref().map(|p| ("--report-out", p)));
+    let mut inputs = vec![("--layout", args.layout.as_path())];
+    inputs.extend(images.values().map(|p| ("--image", p.as_path())));
+    icos_common::check_distinct(&outputs, &inputs).map_err(anyhow::Error::msg)?;
     let opts = DiskOptions {
         seed: args.seed,
         images,

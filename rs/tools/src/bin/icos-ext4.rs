@@ -55,6 +55,10 @@ impl Progress for Bar {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let mut outputs = vec![("--out", args.out.as_path())];
+    outputs.extend(args.params_out.as_deref().map(|p| ("--params-out", p)));
+    icos_common::check_distinct(&outputs, &[("--rootfs", &args.rootfs)])
+        .map_err(anyhow::Error::msg)?;
     let sde = SourceDateEpoch::resolve(args.source_date_epoch.as_deref())?;
     let mut opts = Options::new(args.seed, sde);
     opts.size = args.size;

@@ -49,6 +49,10 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    if let (Some(out), Some(store)) = (&cli.out_layout, &cli.store) {
+        icos_common::check_distinct(&[("--out-layout", out)], &[("--store", store)])
+            .map_err(anyhow::Error::msg)?;
+    }
     let reference: BaseRef = cli.reference.parse()?;
     let platform: Platform = cli.platform.parse()?;
     let image = Image::open(

@@ -23,6 +23,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    icos_common::check_distinct(&[("--out", &args.out)], &[("--tree", &args.tree)])
+        .map_err(anyhow::Error::msg)?;
     let summary = icos_initramfs::write_initramfs(&args.tree, &args.out)
         .with_context(|| format!("cannot write the initramfs {}", args.out.display()))?;
     icos_common::progress::summary(format_args!(

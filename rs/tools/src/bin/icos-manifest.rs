@@ -71,6 +71,18 @@ fn main() -> Result<()> {
         let (name, path) = split("--fs-params", v, "PARTNAME=params.json")?;
         fs_params.push((name.to_string(), PathBuf::from(path)));
     }
+    let mut inputs = vec![
+        ("--rootfs-manifest", args.rootfs_manifest.as_path()),
+        ("--disk-report", args.disk_report.as_path()),
+    ];
+    inputs.extend(fs_params.iter().map(|(_, p)| ("--fs-params", p.as_path())));
+    inputs.extend(args.artifacts.iter().map(|p| ("--artifact", p.as_path())));
+    inputs.extend(
+        args.tools_identity
+            .as_deref()
+            .map(|p| ("--tools-identity", p)),
+    );
+    icos_common::check_distinct(&[("--out", &args.out)], &inputs).map_err(anyhow::Error::msg)?;
     let mut tools = match &args.tools_identity {
         Some(p) => tools_from_identity(p).context("icos-manifest")?,
         None => Vec::new(),

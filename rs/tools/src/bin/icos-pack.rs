@@ -36,6 +36,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let inputs: Vec<_> = args.files.iter().map(|p| ("input", p.as_path())).collect();
+    icos_common::check_distinct(&[("--out", &args.out)], &inputs).map_err(anyhow::Error::msg)?;
     let epoch = SourceDateEpoch::resolve(args.source_date_epoch.as_deref())?;
     if args.names.len() > args.files.len() {
         bail!(

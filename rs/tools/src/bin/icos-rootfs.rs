@@ -60,6 +60,12 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let epoch = SourceDateEpoch::resolve(args.source_date_epoch.as_deref())?;
+    let inputs: Vec<_> = args.spec.iter().map(|p| ("--spec", p.as_path())).collect();
+    icos_common::check_distinct(
+        &[("--out", &args.out), ("--manifest", &args.manifest)],
+        &inputs,
+    )
+    .map_err(anyhow::Error::msg)?;
     if args.base.is_none() && args.spec.is_none() {
         bail!("nothing to build: give --base, --spec or both");
     }

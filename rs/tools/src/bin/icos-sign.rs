@@ -170,6 +170,14 @@ fn run(cli: Cli) -> Result<()> {
             unencrypted,
             force,
         } => {
+            icos_common::check_distinct(
+                &[("--secret-key", &secret_key), ("--public-key", &public_key)],
+                &password_file
+                    .iter()
+                    .map(|p| ("--password-file", p.as_path()))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(anyhow::Error::msg)?;
             let protection =
                 Protection::choose(Password::resolve(password_file.as_deref())?, unencrypted)?;
             let id = keygen(&secret_key, &public_key, &protection, force)?;
@@ -210,6 +218,11 @@ fn run(cli: Cli) -> Result<()> {
             builder_id,
             out,
         } => {
+            icos_common::check_distinct(
+                &[("--out", &out)],
+                &[("--build-manifest", &build_manifest), ("--sums", &sums)],
+            )
+            .map_err(anyhow::Error::msg)?;
             let req = ProvenanceRequest {
                 build_manifest: &build_manifest,
                 sums: &sums,
@@ -227,6 +240,14 @@ fn run(cli: Cli) -> Result<()> {
             platform,
             out,
         } => {
+            icos_common::check_distinct(
+                &[("--out", &out)],
+                &[
+                    ("--rootfs", &rootfs),
+                    ("--rootfs-manifest", &rootfs_manifest),
+                ],
+            )
+            .map_err(anyhow::Error::msg)?;
             let layer_changes = match &base {
                 Some(base) => icos_sign::layers::dpkg_layer_changes(base, &platform)?,
                 None => Vec::new(),

@@ -59,6 +59,8 @@ fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let out = args.out.expect("clap requires --out without --check");
+    let inputs: Vec<_> = args.files.iter().map(|p| ("input", p.as_path())).collect();
+    icos_common::check_distinct(&[("--out", &out)], &inputs).map_err(anyhow::Error::msg)?;
     write_sums(&args.files, &out).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }

@@ -93,22 +93,9 @@ fn build(args: BuildArgs) -> Result<()> {
     let (Some(data), Some(out), Some(seed)) = (args.data, args.out, args.seed) else {
         bail!("--data, --out and --seed are required (see --help)");
     };
-    let mut outputs = vec![("--out", &out)];
-    if let Some(report) = &args.report_out {
-        outputs.push(("--report-out", report));
-    }
-    let inputs = [("--data", &data)];
-    for (i, (flag, path)) in outputs.iter().enumerate() {
-        for (other_flag, other) in inputs.iter().chain(&outputs[..i]) {
-            if icos_verity::same_file(path, other) {
-                bail!(
-                    "{flag} {} is the same file as {other_flag} {}: every output needs its own path",
-                    path.display(),
-                    other.display()
-                );
-            }
-        }
-    }
+    let mut outputs = vec![("--out", out.as_path())];
+    outputs.extend(args.report_out.as_deref().map(|p| ("--report-out", p)));
+    icos_common::check_distinct(&outputs, &[("--data", &data)]).map_err(anyhow::Error::msg)?;
 
     let mut progress = bar(&format!("icos-verity: hashing {}", data.display()));
     let params = icos_verity::build_hash_device(&data, &out, &seed, &args.label, &mut progress)

@@ -43,6 +43,9 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let mut outputs = vec![("--out", args.out.as_path())];
+    outputs.extend(args.params_out.as_deref().map(|p| ("--params-out", p)));
+    icos_common::check_distinct(&outputs, &[("--tree", &args.tree)]).map_err(anyhow::Error::msg)?;
     let epoch = SourceDateEpoch::resolve(args.source_date_epoch.as_deref())?;
     let opts = VfatOptions {
         size: args.size,
