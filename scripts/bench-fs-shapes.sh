@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): icos-ext4 and icos-vfat on the tree shapes that once cost them far more
-# than their entries (issue 13), each checked with the stock checker afterwards.
+# Benchmark (not a test): icos-ext4, icos-vfat and icos-rootfs on the tree shapes that once cost
+# them far more than their entries (issue 13), each checked with the stock checker afterwards
+# (GNU tar for icos-rootfs's output).
 #
 #   ext4  tiny      FILES (default 1,000,000) one-byte files, 1,000 per directory
 #   ext4  wide      one directory of 100,000 empty files
@@ -10,6 +11,9 @@
 #   vfat  forest    100 chains of 100 nested directories with a file at each level (19,900 entries)
 #   vfat  flat      one directory of FLAT (default 2,000) files (fatfs scans the directory for each
 #                   new name: quadratic in a directory's size, see ARCHITECTURE.md)
+#   rootfs deep     a layer of 10,000 nested directories (once 172 s, 320 MiB)
+#   rootfs opaque   a layer of 40,000 directories, each with a file, then an opaque marker in each
+#                   (listed after the contents) and 40,000 more in one directory of 40,000 files
 #
 #   scripts/bench-fs-shapes.sh                    # all shapes
 #   SHAPES="vfat-deep vfat-forest" scripts/bench-fs-shapes.sh
@@ -24,7 +28,7 @@ cd "$(dirname "$0")/.."
 EPOCH=1700000000
 FILES=${FILES:-1000000}
 FLAT=${FLAT:-2000}
-SHAPES=${SHAPES:-"ext4-tiny ext4-wide ext4-links vfat-deep vfat-deepest vfat-forest vfat-flat"}
+SHAPES=${SHAPES:-"ext4-tiny ext4-wide ext4-links vfat-deep vfat-deepest vfat-forest vfat-flat rootfs-deep rootfs-opaque"}
 
 [[ -x /usr/bin/time ]] || { echo "missing /usr/bin/time: apt-get install time" >&2; exit 1; }
 for t in e2fsck:e2fsprogs fsck.fat:dosfstools python3:python3; do
@@ -34,9 +38,9 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-fs-shapes.XXXXXX")
 if [[ -z "${KEEP:-}" ]]; then trap 'rm -rf "$work"' EXIT; else echo "work directory: $work" >&2; fi
 
-echo "== building icos-ext4 and icos-vfat (release)" >&2
-(cd rs && cargo build --release --quiet -p icos-tools --bin icos-ext4 --bin icos-vfat)
-bin=$PWD/rs/target/release
+echo "== building icos-ext4, icos-vfat and icos-rootfs (release)" >&2
+(cd rs && cargo build --release --quiet -p icos-tools --bin icos-ext4 --bin icos-vfat --bin icos-rootfs)
+bin=${CARGO_TARGET_DIR:-$PWD/rs/target}/release
 
 # gen SHAPE OUT: writes the shape's rootfs tar (ustar, sorted, ./ names); prints its entry count.
 gen() {
@@ -89,6 +93,23 @@ def entries():
     elif shape == "vfat-flat":
         for i in range(flat):
             yield f"./file-with-a-long-name-{i:06d}.txt", 2
+    elif shape == "rootfs-deep":
+        path = "."
+        for _ in range(10_000):
+            path += "/d"
+            yield path + "/", 0
+    elif shape == "rootfs-opaque":
+        # A layer, not a rootfs tar: markers after the contents they would hide.
+        for i in range(40_000):
+            yield f"./d{i:05d}/", 0
+            yield f"./d{i:05d}/f", 1
+        for i in range(40_000):
+            yield f"./d{i:05d}/.wh..wh..opq", 0
+        yield "./same/", 0
+        for i in range(40_000):
+            yield f"./same/f{i:05d}", 1
+        for i in range(40_000):
+            yield "./same/.wh..wh..opq", 0
 
 count = 0
 with open(out, "wb") as t:
@@ -115,6 +136,7 @@ check() { # check SHAPE IMAGE: the stock checker's verdict
   case $1 in
     ext4-*) e2fsck -fn "$2" >/dev/null 2>&1 && echo "e2fsck -fn clean" || echo "e2fsck -fn FAILED" ;;
     vfat-*) fsck.fat -n "$2" >/dev/null 2>&1 && echo "fsck.fat -n clean" || echo "fsck.fat -n FAILED" ;;
+    rootfs-*) tar -tf "$2" >/dev/null 2>&1 && echo "GNU tar reads it ($(tar -tf "$2" | wc -l) entries)" || echo "GNU tar FAILED" ;;
   esac
 }
 
@@ -122,6 +144,9 @@ run_tool() { # run_tool BIN_DIR SHAPE TAR IMAGE
   case $2 in
     ext4-*) "$1/icos-ext4" --rootfs "$3" --out "$4" --seed bench --source-date-epoch "$EPOCH" ;;
     vfat-*) "$1/icos-vfat" --tree "$3" --out "$4" --seed bench --source-date-epoch "$EPOCH" --size 256MiB ;;
+    rootfs-*)
+      printf '[[layer]]\nsource = "%s"\n' "$(basename "$3")" >"$3.toml"
+      "$1/icos-rootfs" --spec "$3.toml" --out "$4" --manifest "$4.json" --source-date-epoch "$EPOCH" ;;
   esac
 }
 export -f run_tool
@@ -143,7 +168,7 @@ for shape in $SHAPES; do
     fi
     printf '%-14s %10s %10s %9s  %s\n' "$shape${OLD:+ ($side)}" "$entries" "${T[$shape.$side]}" \
       "$(( ${M[$shape.$side]} / 1024 ))" "$verdict"
-    rm -f "$img"
+    rm -f "$img" "$img.json"
   done
-  rm -f "$tar"
+  rm -f "$tar" "$tar.toml"
 done

@@ -45,11 +45,6 @@ pub(crate) fn join(dir: &str, name: &str) -> String {
     }
 }
 
-/// Every proper ancestor of `path` except the root, outermost first (`a`, `a/b` for `a/b/c`).
-pub(crate) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
-    path.match_indices('/').map(move |(i, _)| &path[..i])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,7 +69,5 @@ mod tests {
         assert_eq!(file_name("a/b/c"), "c");
         assert_eq!(join("", "a"), "a");
         assert_eq!(join("a", "b"), "a/b");
-        assert_eq!(ancestors("a/b/c").collect::<Vec<_>>(), ["a", "a/b"]);
-        assert_eq!(ancestors("a").count(), 0);
     }
 }

@@ -1,7 +1,7 @@
 //! The flattened filesystem under construction: a sorted map from path to node, plus the
 //! regular-file contents kept in one spool file. Memory grows with the number of entries only.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -94,6 +94,10 @@ pub(crate) struct Tree {
     buffer: Vec<u8>,
     epoch: u64,
     step: u32,
+    /// Whiteouts and opaque directories already applied in this step: a second one finds no
+    /// lower-step entry left to hide, and rescanning what this step wrote would make a layer of
+    /// repeated markers quadratic.
+    hidden_this_step: HashSet<(bool, String)>,
 }
 
 /// Result of spooling a stream: `Err(got)` when it ended before `expected` bytes.
@@ -118,6 +122,7 @@ impl Tree {
             buffer: vec![0; COPY_BUFFER],
             epoch,
             step: 0,
+            hidden_this_step: HashSet::new(),
         })
     }
 
@@ -128,6 +133,7 @@ impl Tree {
     /// Starts a new step (a layer, or the spec's injections).
     pub fn begin_step(&mut self) {
         self.step += 1;
+        self.hidden_this_step.clear();
     }
 
     /// Copies exactly `expected` bytes (or fewer if the stream ends) into the spool, hashing them,
@@ -194,28 +200,40 @@ impl Tree {
 
     /// Checks that every ancestor of `path` is a directory, creating missing ones (0755 0:0, mtime
     /// = SOURCE_DATE_EPOCH) when `create`. Returns false when an ancestor is missing and not created.
+    ///
+    /// The tree keeps every ancestor of a node as a directory (nodes are only added here and
+    /// removed with their subtrees), so the walk goes up from the parent and stops at the first
+    /// ancestor that exists: one lookup for an entry whose parent is there, whatever its depth
+    /// (walking every ancestor made 10,000 nested directories quadratic).
     pub fn check_parents(&mut self, path: &str, create: bool) -> Result<bool, EntryProblem> {
-        for ancestor in path::ancestors(path) {
+        let mut missing = Vec::new();
+        let mut ancestor = path;
+        while !ancestor.is_empty() {
+            ancestor = path::parent(ancestor);
+            if ancestor.is_empty() {
+                break; // the root is always a directory
+            }
             match self.nodes.get(ancestor) {
                 Some(Node {
                     kind: Kind::Dir, ..
-                }) => {}
+                }) => break,
                 Some(other) => {
                     return Err(EntryProblem::ParentNotDirectory {
                         parent: ancestor.to_string(),
                         kind: other.kind.describe(),
                     })
                 }
-                None if create => {
-                    let node = Node {
-                        kind: Kind::Dir,
-                        meta: implicit_dir_meta(self.epoch),
-                        step: self.step,
-                    };
-                    self.nodes.insert(ancestor.to_string(), node);
-                }
+                None if create => missing.push(ancestor),
                 None => return Ok(false),
             }
+        }
+        for ancestor in missing {
+            let node = Node {
+                kind: Kind::Dir,
+                meta: implicit_dir_meta(self.epoch),
+                step: self.step,
+            };
+            self.nodes.insert(ancestor.to_string(), node);
         }
         Ok(true)
     }
@@ -266,6 +284,9 @@ impl Tree {
         if !self.check_parents(&target, false)? {
             return Ok(()); // nothing below a missing directory to delete
         }
+        if !self.hidden_this_step.insert((false, target.clone())) {
+            return Ok(());
+        }
         let step = self.step;
         self.remove_subtree(&target, true, Some(step));
         Ok(())
@@ -279,6 +300,9 @@ impl Tree {
             if !self.check_parents(&probe, false)? {
                 return Ok(());
             }
+        }
+        if !self.hidden_this_step.insert((true, dir.to_string())) {
+            return Ok(());
         }
         let step = self.step;
         self.remove_subtree(dir, false, Some(step));

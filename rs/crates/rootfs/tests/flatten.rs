@@ -334,3 +334,55 @@ fn xattr_values_with_newlines_and_equals_are_kept_byte_for_byte() {
         [(&b"user.nl"[..], &b"a\nb=c"[..]), (b"user.z", b"\n")]
     );
 }
+
+/// Repeated markers in one layer act once (what they hide is gone after the first), and what the
+/// layer writes around them survives; deep trees keep parent checks (the cost shapes are in
+/// scripts/bench-fs-shapes.sh, not timed here).
+#[test]
+fn repeated_markers_and_deep_trees() {
+    let base = Layer::new()
+        .dir("a/")
+        .file("a/old", b"o")
+        .dir("b/")
+        .file("b/old", b"o")
+        .finish();
+    let upper = Layer::new()
+        .file("a/.wh..wh..opq", b"")
+        .file("a/new1", b"1")
+        .file("a/.wh..wh..opq", b"")
+        .file("a/new2", b"2")
+        .file("a/.wh..wh..opq", b"")
+        .file("b/.wh.old", b"")
+        .file("b/old", b"again")
+        .file("b/.wh.old", b"")
+        .finish();
+    let (tar, _) = flatten(&[base, upper]).unwrap();
+    assert_eq!(
+        names(&tar),
+        ["./", "./a/", "./a/new1", "./a/new2", "./b/", "./b/old"]
+    );
+
+    let mut deep = Layer::new();
+    let mut path = String::new();
+    for _ in 0..300 {
+        path.push_str("d/");
+        deep.dir(&path);
+    }
+    deep.file(&format!("{path}f"), b"x");
+    let (tar, _) = flatten(&[deep.finish()]).unwrap();
+    assert_eq!(names(&tar).len(), 302);
+    // Implicit parents of a deep entry are created, and a file above it is still refused.
+    let implicit = Layer::new().file("x/y/z/w", b"w").finish();
+    let (tar, _) = flatten(&[implicit]).unwrap();
+    assert_eq!(
+        names(&tar),
+        ["./", "./x/", "./x/y/", "./x/y/z/", "./x/y/z/w"]
+    );
+    let under_file = Layer::new()
+        .dir("x/")
+        .file("x/f", b"")
+        .file("x/f/g/h", b"")
+        .finish();
+    let err = flatten(&[under_file]).unwrap_err().to_string();
+    assert!(err.contains("x/f/g/h") && err.contains("x/f"), "{err}");
+}
