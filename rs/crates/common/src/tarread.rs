@@ -98,9 +98,12 @@ impl RawEntry {
         })
     }
 
-    /// PAX `mtime` in whole seconds (a fraction is dropped; negative times are refused), else the
-    /// header's.
+    /// PAX `mtime` in whole seconds (a fraction is dropped), else the header's; a time before 1970
+    /// (negative PAX or base-256) reads as 0.
     pub fn mtime(&self) -> Result<u64, String> {
+        if self.pax_value(b"mtime").is_none() && self.header[136] == 0xff {
+            return Ok(0); // a negative GNU base-256 number
+        }
         self.number(b"mtime", 136..148)
     }
 
@@ -195,11 +198,15 @@ pub fn pax_number(key: &[u8], value: &[u8]) -> Result<u64, String> {
     } else {
         s
     };
+    let is_mtime = key == b"mtime";
     let key = String::from_utf8_lossy(key);
-    if int.starts_with('-') {
-        return Err(format!(
-            "PAX {key} {s:?} is negative (times before 1970 are not supported)"
-        ));
+    if let Some(magnitude) = int.strip_prefix('-') {
+        // A time before 1970 is clamped to 0, as icos-rootfs clamps every mtime into
+        // [0, SOURCE_DATE_EPOCH]: every tool reads the same time from the same tar.
+        if is_mtime && !magnitude.is_empty() && magnitude.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(0);
+        }
+        return Err(format!("PAX {key} {s:?} is negative"));
     }
     if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
@@ -773,9 +780,15 @@ mod tests {
             pax_number(b"size", b"12x"),
             Err("PAX size \"12x\" is not a number".into())
         );
-        assert!(pax_number(b"mtime", b"-1.5")
-            .unwrap_err()
-            .contains("negative"));
+        // Before 1970: 0, as icos-rootfs clamps it; other negative numbers are refused, for what
+        // they are.
+        assert_eq!(pax_number(b"mtime", b"-1.5"), Ok(0));
+        assert_eq!(pax_number(b"mtime", b"-86400"), Ok(0));
+        assert!(pax_number(b"mtime", b"-").is_err());
+        assert_eq!(
+            pax_number(b"size", b"-5"),
+            Err("PAX size \"-5\" is negative".into())
+        );
         assert!(pax_number(b"uid", b"").is_err());
         assert!(pax_number(b"uid", b"99999999999999999999")
             .unwrap_err()

@@ -528,3 +528,38 @@ fn xattr_values_with_newlines_and_equals_are_kept() {
         assert_eq!(ea.stdout, value, "{name}");
     }
 }
+
+/// A time before 1970 reads as 0, as icos-rootfs clamps it: the two tools agree on the same tar.
+#[test]
+fn times_before_1970_are_clamped_to_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, kind: tar::EntryType, mtime: Option<&str>| {
+        if let Some(t) = mtime {
+            b.append_pax_extensions([("mtime", t.as_bytes())]).unwrap();
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_mtime(SDE);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    };
+    add("./", tar::EntryType::Directory, None);
+    add("./old", tar::EntryType::Regular, Some("-86400.5"));
+    let tar = dir.path().join("rootfs.tar");
+    std::fs::write(&tar, b.into_inner().unwrap()).unwrap();
+    let img = dir.path().join("root.ext4");
+    build(&tar, &img, &opts("s"));
+    assert_fsck_clean(&img);
+    let s = stat(&img, "/old");
+    assert!(s.contains("mtime: 0x00000000:00000000"), "{s}");
+}
