@@ -9,6 +9,7 @@
 //! - [`seed`]: UUIDs and ids derived from the build seed.
 //! - [`parse_size`]: `64MiB`-style sizes.
 //! - [`check_distinct`]: refuse outputs that coincide with each other or with an input.
+//! - [`sparse`]: a writer that leaves aligned all-zero 4 KiB blocks as holes.
 //! - [`safe_open`]: open an input only if it is a regular file (optionally refusing symlinks),
 //!   never blocking on a FIFO.
 //! - [`tarread`]: the tar reader every tool uses (PAX records parsed by their length prefix);
@@ -23,6 +24,7 @@ pub mod progress;
 pub mod safe_open;
 pub mod seed;
 mod size;
+pub mod sparse;
 pub mod tarcontract;
 pub mod tarread;
 

@@ -10,7 +10,8 @@
 //! entries itself through its own device handle, so it cannot be fed through the single in-order
 //! hashing, sparse writer, and it is under 150 lines of fixed-layout structures.
 
-pub mod sparse;
+/// Sparse output (shared with icos-rootfs: it lives in icos-common).
+pub use icos_common::sparse;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use icos_common::{seed, sha256_file, SourceDateEpoch};
 use icos_disk::{build_disk, DiskError, DiskOptions, MIB};
-use icos_testsupport::{noise, run_checker};
+use icos_testsupport::{noise, push_ustar, run_checker};
 
 /// Runs an external checker; fails (never skips) when it is missing, naming the apt package.
 fn run(program: &str, package: &str, args: &[&str]) -> (bool, String) {
@@ -29,18 +29,25 @@ fn fixture() -> Fixture {
     let dir = tmp.path().to_path_buf();
     let tar_path = dir.join("esp.tar");
     {
-        let mut b = tar::Builder::new(fs::File::create(&tar_path).unwrap());
+        // A rootfs tar as icos-rootfs writes it: ./ names, sorted, parents first.
+        let mut t = Vec::new();
         for (p, data) in [
-            ("EFI/BOOT/BOOTX64.EFI", &b"MZ efi"[..]),
-            ("loader/entries/icos.conf", b"title icos\n"),
+            ("./", None),
+            ("./EFI/", None),
+            ("./EFI/BOOT/", None),
+            ("./EFI/BOOT/BOOTX64.EFI", Some(&b"MZ efi"[..])),
+            ("./loader/", None),
+            ("./loader/entries/", None),
+            ("./loader/entries/icos.conf", Some(b"title icos\n")),
         ] {
-            let mut h = tar::Header::new_ustar();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_mtime(0);
-            b.append_data(&mut h, p, data).unwrap();
+            let (kind, mode) = match data {
+                None => (tar::EntryType::Directory, 0o755),
+                Some(_) => (tar::EntryType::Regular, 0o644),
+            };
+            push_ustar(&mut t, p, kind, mode, 0, data.unwrap_or_default());
         }
-        b.into_inner().unwrap();
+        t.extend_from_slice(&[0u8; 1024]);
+        fs::write(&tar_path, t).unwrap();
     }
     let esp = dir.join("esp.vfat");
     icos_vfat::build_vfat(

@@ -141,10 +141,14 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
         let mtime = u32::try_from(entry.mtime().map_err(|e| bad(&raw, &e))?)
             .map_err(|_| bad(&raw, "mtime beyond 2106"))?;
         let kind = h.entry_type();
-        // A device number that does not parse is refused, never read as 0 (0:0 is not "none").
-        let rdev = match (h.device_major(), h.device_minor()) {
-            (Ok(major), Ok(minor)) => (major.unwrap_or(0), minor.unwrap_or(0)),
-            _ => return Err(bad(&raw, "bad device number field")),
+        // A device's number that does not parse is refused, never read as 0:0.
+        let rdev = if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            match (h.device_major(), h.device_minor()) {
+                (Ok(major), Ok(minor)) => (major.unwrap_or(0), minor.unwrap_or(0)),
+                _ => return Err(bad(&raw, "bad device number field")),
+            }
+        } else {
+            (0, 0)
         };
         let mut header = Header {
             ino: 0,

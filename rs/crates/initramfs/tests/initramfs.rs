@@ -22,10 +22,13 @@ fn rootfs_tar(path: &Path, with_xattr: bool) {
             h.set_device_major(5).unwrap();
             h.set_device_minor(1).unwrap();
         }
-        match link {
-            Some(l) => b.append_link(&mut h, name, l).unwrap(),
-            None => b.append_data(&mut h, name, data).unwrap(),
+        // Names as icos-rootfs writes them: the tar crate would drop the "./".
+        h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            h.set_link_name_literal(l).unwrap();
         }
+        h.set_cksum();
+        b.append(&h, data).unwrap();
     };
     add("./", tar::EntryType::Directory, 0o755, b"", None);
     add("./bin/", tar::EntryType::Directory, 0o755, b"", None);
@@ -65,8 +68,13 @@ fn rootfs_tar(path: &Path, with_xattr: bool) {
         b.append_pax_extensions([("SCHILY.xattr.security.capability", &b"\x01"[..])])
             .unwrap();
         h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
         h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, "./ping", &b""[..]).unwrap();
+        h.as_ustar_mut().unwrap().name[..6].copy_from_slice(b"./ping");
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
     }
     b.finish().unwrap();
 }
@@ -134,7 +142,7 @@ fn refuses_xattrs_it_cannot_carry_and_leaves_no_output() {
     let out = dir.path().join("initrd.img");
     let err = write_initramfs(&tar, &out).unwrap_err();
     assert!(
-        err.to_string().contains("\"ping\"") && err.to_string().contains("xattrs"),
+        err.to_string().contains("\"./ping\"") && err.to_string().contains("xattrs"),
         "{err}"
     );
     assert!(!out.exists());

@@ -5,6 +5,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
+use icos_common::sparse::SparseWriter;
 use icos_common::{AtomicFile, HashingReader, HashingWriter, SourceDateEpoch};
 
 use crate::error::{EntryProblem, RootfsError};
@@ -289,8 +290,14 @@ impl RootfsBuilder {
         };
         let mut tar_file =
             AtomicFile::create(tar_path).map_err(io_error("cannot create", tar_path))?;
+        // All-zero 4 KiB blocks stay holes: a 3 GiB file of zeros costs no 3 GiB of disk, and
+        // the bytes read back are the same.
+        let mut sparse = SparseWriter::new(tar_file.file());
         let manifest = self
-            .write_to(tar_file.file(), base)
+            .write_to(&mut sparse, base)
+            .map_err(io_error("cannot write", tar_path))?;
+        sparse
+            .finish()
             .map_err(io_error("cannot write", tar_path))?;
         let mut manifest_file =
             AtomicFile::create(manifest_path).map_err(io_error("cannot create", manifest_path))?;

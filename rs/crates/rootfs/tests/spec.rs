@@ -423,3 +423,60 @@ fn sources_cannot_reach_host_files() {
         );
     }
 }
+
+/// A file of zeros costs no disk in the rootfs tar: its all-zero 4 KiB blocks stay holes, and GNU
+/// tar reads the same bytes back.
+#[test]
+fn zeros_are_written_as_holes() {
+    use std::os::unix::fs::MetadataExt;
+    let src = tempfile::tempdir().unwrap();
+    let size: u64 = 256 << 20;
+    std::fs::File::create(src.path().join("zeros"))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    let spec_path = src.path().join("image.toml");
+    std::fs::write(
+        &spec_path,
+        "[[file]]\npath = \"/zeros\"\nsource = \"zeros\"\n[[file]]\npath = \"/z\"\ncontent = \"after\"\n",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("rootfs.tar");
+    let spec = ImageSpec::load(&spec_path, &[]).unwrap();
+    let mut builder = RootfsBuilder::new(out.path(), EPOCH.to_string().parse().unwrap()).unwrap();
+    builder.apply_spec(&spec).unwrap();
+    let report = builder
+        .write(&tar, &out.path().join("m.json"), None)
+        .unwrap();
+    let meta = std::fs::metadata(&tar).unwrap();
+    assert_eq!(meta.len(), report.manifest.output.size);
+    assert!(meta.len() > size);
+    assert!(
+        meta.blocks() * 512 < 1 << 20,
+        "{} bytes allocated for a {}-byte tar",
+        meta.blocks() * 512,
+        meta.len()
+    );
+    // The bytes read back are the ones hashed.
+    assert_eq!(
+        Digest::of(&std::fs::read(&tar).unwrap()),
+        report.manifest.output.sha256
+    );
+    let listing = std::process::Command::new("tar")
+        .args(["-xOf"])
+        .arg(&tar)
+        .arg("./z")
+        .output()
+        .unwrap();
+    assert_eq!(listing.stdout, b"after");
+    let sum = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("tar -xOf '{}' ./zeros | wc -c", tar.display()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&sum.stdout).trim(),
+        size.to_string()
+    );
+}

@@ -247,7 +247,7 @@ pub fn build_vfat(tree: &Path, out: &Path, opts: &VfatOptions) -> Result<VfatPar
         path: tree.to_path_buf(),
         source,
     })?;
-    let mut archive = TarReader::seekable(BufReader::new(file)).rootfs_contract();
+    let mut archive = TarReader::seekable(BufReader::new(file));
     let mut sorted = tree::scan(tree, &mut archive)?;
     let order = sorted.creation_order();
     let mut data = archive.into_inner();
