@@ -99,6 +99,26 @@ fn outputs_that_coincide_are_refused() {
         d,
         input,
     );
+    refused(
+        env!("CARGO_BIN_EXE_icos-sign"),
+        &[
+            "update-manifest",
+            "--package",
+            "in.tar",
+            "--uki",
+            "u.efi",
+            "--verity-params",
+            "v.json",
+            "--image-id",
+            "icos",
+            "--version",
+            "2",
+            "--out",
+            "in.tar",
+        ],
+        d,
+        input,
+    );
     assert_eq!(std::fs::read(d.join("in.tar")).unwrap(), b"input");
     assert_eq!(
         std::fs::read_dir(d).unwrap().count(),

@@ -270,6 +270,15 @@ fn run(cli: Cli) -> Result<()> {
             version,
             out,
         } => {
+            icos_common::check_distinct(
+                &[("--out", &out)],
+                &[
+                    ("--package", &package),
+                    ("--uki", &uki),
+                    ("--verity-params", &verity_params),
+                ],
+            )
+            .map_err(anyhow::Error::msg)?;
             let m =
                 icos_update::make_manifest(&package, &uki, &verity_params, &image_id, &version)?;
             let mut f = icos_common::AtomicFile::create(&out)
