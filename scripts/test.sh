@@ -89,6 +89,7 @@ if ! $quick; then
   stage release-e2e ci/release-e2e.sh
   stage pin-rerun ci/pin-rerun.sh
   stage cache-check ci/cache-check.sh
+  stage spec-escape ci/spec-escape.sh
   stage remote-cache ci/remote-cache.sh
   stage debian-image debian_image
   stage hermetic-check ci/hermetic-check.sh
