@@ -1,5 +1,18 @@
 //! What the tools share: how an error is printed.
 
+use std::process::ExitCode;
+
+/// A tool's exit: success, or its error on one line (`icos-ext4: error: …`) and exit status 1.
+pub fn exit_with(tool: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{tool}: error: {}", error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// An error and its causes on one line, `outer: cause: cause`, like anyhow's `{:#}`, but without
 /// a cause whose text the line already ends with. Our error types print their `source` in their
 /// own message ("cannot read X: No such file or directory (os error 2)"), and `{:#}` then

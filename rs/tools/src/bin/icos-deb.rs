@@ -45,7 +45,11 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
     Ok((from.to_string(), to.to_string()))
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    icos_tools::exit_with("icos-deb", run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     icos_common::check_distinct(&[("--out", &args.out)], &[("--deb", &args.deb)])
         .map_err(anyhow::Error::msg)?;

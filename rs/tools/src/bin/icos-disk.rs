@@ -39,7 +39,11 @@ struct Args {
     report_out: Option<PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    icos_tools::exit_with("icos-disk", run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let mut images = BTreeMap::new();
     for i in &args.images {

@@ -53,7 +53,11 @@ impl Progress for Bar {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    icos_tools::exit_with("icos-ext4", run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let mut outputs = vec![("--out", args.out.as_path())];
     outputs.extend(args.params_out.as_deref().map(|p| ("--params-out", p)));

@@ -21,7 +21,11 @@ struct Args {
     out: PathBuf,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    icos_tools::exit_with("icos-initramfs", run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     icos_common::check_distinct(&[("--out", &args.out)], &[("--tree", &args.tree)])
         .map_err(anyhow::Error::msg)?;

@@ -63,7 +63,11 @@ fn split<'a>(flag: &str, v: &'a str, example: &str) -> Result<(&'a str, &'a str)
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    icos_tools::exit_with("icos-manifest", run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let epoch = SourceDateEpoch::resolve(args.source_date_epoch.as_deref())?;
     let mut fs_params = Vec::new();

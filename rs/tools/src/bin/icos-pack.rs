@@ -34,7 +34,11 @@ struct Args {
     files: Vec<PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    icos_tools::exit_with("icos-pack", run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let inputs: Vec<_> = args.files.iter().map(|p| ("input", p.as_path())).collect();
     icos_common::check_distinct(&[("--out", &args.out)], &inputs).map_err(anyhow::Error::msg)?;

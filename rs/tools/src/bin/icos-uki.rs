@@ -72,7 +72,11 @@ struct BuildArgs {
     report_out: Option<PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    icos_tools::exit_with("icos-uki", run())
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Inspect { file, json }) => inspect(&file, json),

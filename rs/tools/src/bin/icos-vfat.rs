@@ -41,7 +41,11 @@ struct Args {
     params_out: Option<PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    icos_tools::exit_with("icos-vfat", run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let mut outputs = vec![("--out", args.out.as_path())];
     outputs.extend(args.params_out.as_deref().map(|p| ("--params-out", p)));
