@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of the parsers of untrusted input (AFL++ through cargo-afl, stable Rust).
+# Targets are the binaries of rs/fuzz (harnesses in rs/fuzz/src/lib.rs, seeds in rs/fuzz/corpus).
+#
+#   scripts/fuzz.sh TARGET [SECONDS]   fuzz one target (default 60 s); resumes its earlier findings
+#   scripts/fuzz.sh --all SECONDS      every target in turn, SECONDS each
+#   scripts/fuzz.sh --smoke            every target for a few seconds from its seeds (scripts/test.sh)
+#   scripts/fuzz.sh --list             the targets
+#
+# e.g. scripts/fuzz.sh tar 600
+#
+# Findings go to $ICOS_FUZZ_OUT (default rs/fuzz/out)/TARGET/default/{crashes,hangs}; replay one
+# with `rs/fuzz/target/release/TARGET < FILE`. Each execution is limited to 1 s (a hang) and the
+# process to 512 MiB of address space (-m). Exits non-zero when a crash or hang was found.
+# The instrumented build has its own target directory ($ICOS_FUZZ_TARGET_DIR, default
+# rs/fuzz/target): never mix it with the normal build's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
+
+targets=(tar oci_layout docker_archive image_toml sha256sums minisign deb gpt ext4)
+smoke_seconds=${ICOS_FUZZ_SMOKE_SECONDS:-5}
+
+usage() {
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+}
+
+mode=one
+case "${1:-}" in
+  "" | -h | --help) usage ;;
+  --list) printf '%s\n' "${targets[@]}"; exit 0 ;;
+  --all) mode=all; seconds=${2:?--all needs SECONDS}; run=("${targets[@]}") ;;
+  --smoke) mode=smoke; seconds=$smoke_seconds; run=("${targets[@]}") ;;
+  -*) usage ;;
+  *)
+    [[ " ${targets[*]} " == *" $1 "* ]] || { echo "fuzz: unknown target '$1' (scripts/fuzz.sh --list)" >&2; exit 2; }
+    seconds=${2:-60}; run=("$1") ;;
+esac
+[[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] || { echo "fuzz: SECONDS must be a positive integer, not '$seconds'" >&2; exit 2; }
+
+if ! cargo afl --version >/dev/null 2>&1; then
+  echo "fuzz: cargo-afl is not installed: run scripts/setup.sh --deps-only" >&2
+  exit 1
+fi
+
+export CARGO_TARGET_DIR=${ICOS_FUZZ_TARGET_DIR:-$root/rs/fuzz/target}
+cargo afl build --release --locked --quiet --manifest-path rs/fuzz/Cargo.toml
+
+if [[ $mode == smoke ]]; then
+  out_root=$(mktemp -d /tmp/icos-fuzz-smoke.XXXXXX)
+  trap 'rm -rf "$out_root"' EXIT
+else
+  out_root=${ICOS_FUZZ_OUT:-$root/rs/fuzz/out}
+fi
+
+# No UI on a non-terminal; a shared CI machine may have no free core to bind to and core dumps
+# piped elsewhere: neither is a reason not to run.
+export AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
+export AFL_FAST_CAL=1 AFL_AUTORESUME=1 AFL_QUIET=1
+
+stat() { sed -n "s/^$1 *: *//p" "$2"; }
+found=0
+total_execs=0
+for t in "${run[@]}"; do
+  out=$out_root/$t
+  mkdir -p "$out"
+  log=$out/afl.log
+  if ! cargo afl fuzz -i rs/fuzz/corpus/"$t" -o "$out" -m 512 -t 1000 -V "$seconds" \
+    -- "$CARGO_TARGET_DIR/release/$t" >"$log" 2>&1; then
+    echo "fuzz: $t: afl-fuzz failed:" >&2
+    tail -20 "$log" >&2
+    exit 1
+  fi
+  stats=$out/default/fuzzer_stats
+  execs=$(stat execs_done "$stats")
+  crashes=$(stat saved_crashes "$stats")
+  hangs=$(stat saved_hangs "$stats")
+  edges=$(stat edges_found "$stats")
+  total_execs=$((total_execs + execs))
+  echo "fuzz: $t: ${seconds}s, $execs executions, $edges edges, $crashes crashes, $hangs hangs"
+  if ((crashes + hangs)); then
+    found=$((found + crashes + hangs))
+    if [[ $mode == smoke ]]; then
+      # The temporary directory goes away: show what failed, base64, to replay elsewhere.
+      for f in "$out"/default/crashes/id:* "$out"/default/hangs/id:*; do
+        [[ -e $f ]] || continue
+        echo "fuzz: $t: $f:"
+        base64 -w0 "$f"
+        echo
+      done
+    else
+      ls "$out"/default/crashes/id:* "$out"/default/hangs/id:* 2>/dev/null | sed 's/^/  /'
+    fi
+  fi
+done
+((${#run[@]} == 1)) || echo "fuzz: ${#run[@]} targets, $total_execs executions, $found crashes and hangs"
+((found == 0))
