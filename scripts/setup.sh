@@ -61,8 +61,23 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 
-# Crates are pinned by rs/Cargo.lock; after this the build needs no network.
+# Crates are pinned by rs/Cargo.lock (and rs/fuzz/Cargo.lock); after this the build needs no network.
 cargo fetch --locked --manifest-path rs/Cargo.toml --quiet
+cargo fetch --locked --manifest-path rs/fuzz/Cargo.toml --quiet
+
+# cargo-afl for scripts/fuzz.sh: the version must match the `afl` crate pinned in rs/fuzz/Cargo.toml.
+# Installing it also builds AFL++ from the crate's bundled source (make and cc, ~2 min); the AFL++
+# runtime is per rustc version, so a new toolchain rebuilds it.
+afl_version=0.18.2
+if [[ "$(cargo afl --version 2>/dev/null)" != "cargo-afl $afl_version "* ]]; then
+  echo "setup: installing cargo-afl $afl_version"
+  cargo install --locked --quiet --version "$afl_version" cargo-afl
+fi
+afl_fuzz="${XDG_DATA_HOME:-$HOME/.local/share}/afl.rs/rustc-$(rustc -vV | sed -n 's/^release: //p')-*/afl.rs-$afl_version/afl/bin/afl-fuzz"
+if ! compgen -G "$afl_fuzz" >/dev/null; then
+  echo "setup: building AFL++ for this rustc"
+  cargo afl config --build >/dev/null
+fi
 
 # BuildGrid, a real REAPI cache for ci/remote-cache.sh and the CI run's shared cache: every Python
 # package pinned by version and sha256 (ci/buildgrid/requirements.txt), in a virtualenv outside the
