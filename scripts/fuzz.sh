@@ -82,17 +82,12 @@ for t in "${run[@]}"; do
   echo "fuzz: $t: ${seconds}s, $execs executions, $edges edges, $crashes crashes, $hangs hangs"
   if ((crashes + hangs)); then
     found=$((found + crashes + hangs))
-    if [[ $mode == smoke ]]; then
-      # The temporary directory goes away: show what failed, base64, to replay elsewhere.
-      for f in "$out"/default/crashes/id:* "$out"/default/hangs/id:*; do
-        [[ -e $f ]] || continue
-        echo "fuzz: $t: $f:"
-        base64 -w0 "$f"
-        echo
-      done
-    else
-      ls "$out"/default/crashes/id:* "$out"/default/hangs/id:* 2>/dev/null | sed 's/^/  /'
-    fi
+    for f in "$out"/default/crashes/id:* "$out"/default/hangs/id:*; do
+      [[ -e $f ]] || continue
+      echo "  $f"
+      # A smoke run's directory goes away: show the input, base64, to replay elsewhere.
+      [[ $mode != smoke ]] || base64 -w0 "$f" && echo
+    done
   fi
 done
 ((${#run[@]} == 1)) || echo "fuzz: ${#run[@]} targets, $total_execs executions, $found crashes and hangs"

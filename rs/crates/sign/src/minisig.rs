@@ -205,6 +205,20 @@ pub fn verify_reader(
         reason,
     };
     let sb = minisign::SignatureBox::from_string(sig_text).map_err(|e| malformed(e.to_string()))?;
+    // minisign 0.10 slices the global signature as 64 bytes without checking its length, and
+    // panics on a shorter one (found by fuzzing, rs/fuzz minisign): check it first, the way
+    // from_string decoded it (fourth line, trimmed, base64).
+    let global = sig_text.lines().nth(3).unwrap_or_default().trim();
+    match Base64::decode_to_vec(global.as_bytes(), None) {
+        Ok(g) if g.len() == 64 => {}
+        Ok(g) => {
+            return Err(malformed(format!(
+                "the global signature (fourth line) is {} bytes, not 64",
+                g.len()
+            )))
+        }
+        Err(e) => return Err(malformed(format!("the global signature: {e}"))),
+    }
     if !sb.is_prehashed() {
         return Err(malformed(
             "legacy (non-prehashed 'Ed') signatures are not accepted".into(),

@@ -451,3 +451,36 @@ fn signature_of_another_file_is_detected() {
         "{err}"
     );
 }
+
+/// Found by fuzzing (rs/fuzz minisign): minisign 0.10 panics on a global signature that is not 64
+/// bytes. A hostile .minisig must be refused as malformed, naming the line, before it gets there.
+#[test]
+fn a_global_signature_of_the_wrong_length_is_malformed_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let pk_path = dir.path().join("key.pub");
+    fs::write(
+        &pk_path,
+        "untrusted comment: minisign public key 5FF92869132CD63\n\
+         RWRjzTKRhpL/BaqBEEpTl9YM/X9jtetoj7zm9/auN+s2wp3h3yT/N/6i\n",
+    )
+    .unwrap();
+    let pk = icos_sign::PublicKey::load(&pk_path).unwrap();
+    let head = "untrusted comment: signature from minisign secret key\n\
+        RURjzTKRhpL/BahjUTUfrjCcCPRfzY9a1X8EJLrvUYEg06Q88VKjgshkgPfp9rOFjvx31D9uLZAcxWK4mefIFFmY9Pxn5wJTHAY=\n\
+        trusted comment: file:a.img\n";
+    for (global, bytes) in [
+        (
+            "FUwQxUfW05pxraMQx80RNP5xU8ltBR7yfIH7uv9FWDDRhnyyG+bDXPsrFsbRjavVDg==",
+            49,
+        ),
+        ("", 0),
+    ] {
+        let sig = format!("{head}{global}\n");
+        let data = std::io::Cursor::new(b"hello\n");
+        let err = icos_sign::minisig::verify_reader(&pk, &sig, data, "a.img", "a.img.minisig")
+            .unwrap_err();
+        assert!(matches!(err, SigProblem::Malformed { .. }), "{err:?}");
+        let want = format!("the global signature (fourth line) is {bytes} bytes, not 64");
+        assert!(err.to_string().contains(&want), "{err}");
+    }
+}
