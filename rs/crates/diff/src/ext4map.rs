@@ -308,9 +308,12 @@ impl Ext4Map {
         let mut itable: BTreeMap<u64, u64> = BTreeMap::new();
         for (g, t) in tables.iter().enumerate() {
             for k in 0..itable_blocks {
-                let first = g as u64 * sb.inodes_per_group + k * per_block + 1;
-                if first <= sb.inodes_per_group * (g as u64 + 1) {
-                    itable.insert(t.inode_table + k, first);
+                // Saturating: hostile descriptors and counts must not overflow (fuzzing).
+                let first = (g as u64)
+                    .saturating_mul(sb.inodes_per_group)
+                    .saturating_add(k * per_block + 1);
+                if first <= sb.inodes_per_group.saturating_mul(g as u64 + 1) {
+                    itable.insert(t.inode_table.saturating_add(k), first);
                 }
             }
         }
@@ -402,5 +405,38 @@ impl Ext4Map {
             out.push_str(&String::from_utf8_lossy(p));
         }
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves blocks from a byte slice, zeros past its end.
+    struct Slice(Vec<u8>);
+
+    impl BlockSource for Slice {
+        fn pass(
+            &mut self,
+            block_size: u64,
+            wanted: &BTreeSet<u64>,
+            visit: &mut dyn FnMut(u64, &[u8]),
+        ) -> Result<(), DiffError> {
+            for &b in wanted {
+                let mut buf = vec![0u8; block_size as usize];
+                let start = b.saturating_mul(block_size).min(self.0.len() as u64) as usize;
+                let end = (start + buf.len()).min(self.0.len());
+                buf[..end - start].copy_from_slice(&self.0[start..end]);
+                visit(b, &buf);
+            }
+            Ok(())
+        }
+    }
+
+    /// Found by fuzzing (rs/fuzz ext4): an inode table at the end of u64 overflowed.
+    #[test]
+    fn a_hostile_inode_table_address_does_not_overflow() {
+        let h = crate::ext4::tests::hostile_64bit_head();
+        assert!(Ext4Map::build(&h, &mut Slice(h.clone())).is_ok());
     }
 }
