@@ -60,7 +60,7 @@ fi
 export AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
 export AFL_FAST_CAL=1 AFL_AUTORESUME=1 AFL_QUIET=1
 
-stat() { sed -n "s/^$1 *: *//p" "$2"; }
+afl_stat() { sed -n "s/^$1 *: *//p" "$2"; }
 found=0
 total_execs=0
 for t in "${run[@]}"; do
@@ -74,10 +74,10 @@ for t in "${run[@]}"; do
     exit 1
   fi
   stats=$out/default/fuzzer_stats
-  execs=$(stat execs_done "$stats")
-  crashes=$(stat saved_crashes "$stats")
-  hangs=$(stat saved_hangs "$stats")
-  edges=$(stat edges_found "$stats")
+  execs=$(afl_stat execs_done "$stats")
+  crashes=$(afl_stat saved_crashes "$stats")
+  hangs=$(afl_stat saved_hangs "$stats")
+  edges=$(afl_stat edges_found "$stats")
   total_execs=$((total_execs + execs))
   echo "fuzz: $t: ${seconds}s, $execs executions, $edges edges, $crashes crashes, $hangs hangs"
   if ((crashes + hangs)); then
@@ -85,8 +85,11 @@ for t in "${run[@]}"; do
     for f in "$out"/default/crashes/id:* "$out"/default/hangs/id:*; do
       [[ -e $f ]] || continue
       echo "  $f"
-      # A smoke run's directory goes away: show the input, base64, to replay elsewhere.
-      [[ $mode != smoke ]] || base64 -w0 "$f" && echo
+      # A smoke run's directory goes away: show a small input, base64, to replay elsewhere.
+      if [[ $mode == smoke && $(stat -c %s "$f") -le 8192 ]]; then
+        base64 -w0 "$f"
+        echo
+      fi
     done
   fi
 done
