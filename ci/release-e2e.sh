@@ -32,7 +32,7 @@ scripts/release.sh "$work/release" --secret-key "$work/release.key" --password-f
 "$tools/icos-sign" verify --public-key "$work/release.pub" "$work/release" >"$work/verified"
 printf 'verified %s: %d files listed in SHA256SUMS, signed by key ID %s\nalso signed: %s\n' \
   "$work/release" "$(wc -l <"$work/release/SHA256SUMS")" "$key_id" \
-  "build-manifest.json, provenance.intoto.json, sbom.spdx.json" >"$work/verified.expected"
+  "build-manifest.json, provenance.intoto.json, sbom.spdx.json, update-manifest.json" >"$work/verified.expected"
 diff "$work/verified.expected" "$work/verified" >"$work/verified.diff" ||
   fail "icos-sign verify's success lines (> printed, < expected): $(cat "$work/verified.diff")"
 ICOS_SIGN=$tools/icos-sign scripts/verify-release.sh "$work/release" "$PWD" "$work/release.pub" | tee "$work/verify.log"

@@ -126,6 +126,7 @@ def icos_image(
             name = name + "_release_pub",
             src = release_public_key,
             out = prefix + "release.pub",
+            visibility = visibility,
             tags = tags,
         )
         icos_tool_file(
