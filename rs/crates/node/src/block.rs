@@ -91,22 +91,38 @@ pub fn partitions(sys_block: &Path, dev: &Path) -> Result<Vec<Partition>, BlockE
     Ok(out)
 }
 
+/// What `by_name` needs of a partition, whether the kernel's ([`Partition`]) or an image file's
+/// ([`crate::disk::PartRef`]): its GPT name, and how an error names it.
+pub trait Named {
+    fn name(&self) -> &str;
+    fn label(&self) -> String;
+}
+
+impl Named for Partition {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn label(&self) -> String {
+        self.devname.clone()
+    }
+}
+
 /// The one partition named `name`.
-pub fn by_name<'a>(parts: &'a [Partition], name: &str) -> Result<&'a Partition, BlockError> {
-    let mut found = parts.iter().filter(|p| p.name == name);
+pub fn by_name<'a, P: Named>(parts: &'a [P], name: &str) -> Result<&'a P, BlockError> {
+    let mut found = parts.iter().filter(|p| p.name() == name);
     let first = found.next().ok_or_else(|| BlockError::NotFound {
         name: name.to_string(),
         known: parts
             .iter()
-            .map(|p| p.name.as_str())
+            .map(|p| p.name())
             .collect::<Vec<_>>()
             .join(", "),
     })?;
     if let Some(second) = found.next() {
         return Err(BlockError::Duplicate {
             name: name.to_string(),
-            a: first.devname.clone(),
-            b: second.devname.clone(),
+            a: first.label(),
+            b: second.label(),
         });
     }
     Ok(first)

@@ -76,25 +76,15 @@ impl Disk {
     }
 }
 
-/// The one partition named `name`.
-pub fn by_name<'a>(parts: &'a [PartRef], name: &str) -> Result<&'a PartRef, block::BlockError> {
-    let mut found = parts.iter().filter(|p| p.name == name);
-    let first = found.next().ok_or_else(|| block::BlockError::NotFound {
-        name: name.to_string(),
-        known: parts
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })?;
-    if let Some(second) = found.next() {
-        return Err(block::BlockError::Duplicate {
-            name: name.to_string(),
-            a: first.label(),
-            b: second.label(),
-        });
+pub use block::by_name;
+
+impl block::Named for PartRef {
+    fn name(&self) -> &str {
+        &self.name
     }
-    Ok(first)
+    fn label(&self) -> String {
+        PartRef::label(self)
+    }
 }
 
 const SECTOR: u64 = 512;
