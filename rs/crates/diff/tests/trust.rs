@@ -4,37 +4,11 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use icos_diff::{diff_dirs, DiffError, Options, Report};
 use serde_json::json;
-
-struct Pair {
-    _tmp: tempfile::TempDir,
-    a: PathBuf,
-    b: PathBuf,
-}
-
-fn pair(a: &Build, b: &Build) -> Pair {
-    let tmp = tempfile::tempdir().unwrap();
-    let (pa, pb) = (tmp.path().join("a"), tmp.path().join("b"));
-    a.write(&pa);
-    b.write(&pb);
-    Pair {
-        _tmp: tmp,
-        a: pa,
-        b: pb,
-    }
-}
-
-fn diff(p: &Pair) -> Report {
-    diff_dirs(&p.a, &p.b, &Options::default()).unwrap()
-}
-
-fn lines(r: &Report) -> Vec<String> {
-    r.render_text().lines().map(str::to_string).collect()
-}
 
 #[track_caller]
 fn assert_line(r: &Report, line: &str) {

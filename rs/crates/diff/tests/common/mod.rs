@@ -397,3 +397,32 @@ pub fn write_sums(dir: &Path) {
     }
     fs::write(dir.join("SHA256SUMS"), text).unwrap();
 }
+
+/// Two release directories written side by side, A and B, removed when dropped.
+pub struct Pair {
+    _tmp: tempfile::TempDir,
+    pub a: std::path::PathBuf,
+    pub b: std::path::PathBuf,
+}
+
+pub fn pair(a: &Build, b: &Build) -> Pair {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pa, pb) = (tmp.path().join("a"), tmp.path().join("b"));
+    a.write(&pa);
+    b.write(&pb);
+    Pair {
+        _tmp: tmp,
+        a: pa,
+        b: pb,
+    }
+}
+
+/// icos-diff's report on a pair, with default options.
+pub fn diff(p: &Pair) -> icos_diff::Report {
+    icos_diff::diff_dirs(&p.a, &p.b, &icos_diff::Options::default()).unwrap()
+}
+
+/// The report's text lines.
+pub fn lines(r: &icos_diff::Report) -> Vec<String> {
+    r.render_text().lines().map(str::to_string).collect()
+}
