@@ -3,6 +3,7 @@ loader.conf, the ESP's spec), written at analysis time, no tool run; and icos_to
 binary placed where an image description finds it."""
 
 load("//toolchains/rust:defs.bzl", "IcosToolsInfo")
+load(":tools.bzl", "TOOLS_ATTRS")
 
 def _icos_generated_file_impl(ctx):
     out = ctx.actions.declare_file(ctx.attr.out)
@@ -36,10 +37,10 @@ def os_release_text(name, image_id, version, fields):
     return "\n".join(lines) + "\n"
 
 def _icos_tool_file_impl(ctx):
-    binaries = ctx.attr.tools[IcosToolsInfo].binaries
-    if ctx.attr.binary not in binaries:
-        fail("%s: %s builds no %s (it builds %s)" % (ctx.label, ctx.attr.tools.label, ctx.attr.binary, ", ".join(sorted(binaries))))
-    src = binaries[ctx.attr.binary]
+    tools = ctx.attr._tools[IcosToolsInfo]
+    if ctx.attr.binary not in tools.static_binaries:
+        fail("%s: %s is not a node tool; the static ones are %s" % (ctx.label, ctx.attr.binary, ", ".join(sorted(tools.static_binaries))))
+    src = tools.binaries[ctx.attr.binary]
     out = ctx.actions.declare_file(ctx.attr.out or ctx.attr.binary)
     ctx.actions.run_shell(
         command = 'cp "$1" "$2"',
@@ -53,13 +54,12 @@ def _icos_tool_file_impl(ctx):
 
 icos_tool_file = rule(
     implementation = _icos_tool_file_impl,
-    doc = """Copies one binary of an icos_rust_tools target (e.g. the static node tools) into this
-package's output directory, where an image description finds it as a source by its name.""",
-    attrs = {
+    doc = """Copies one static node tool (built by the same cargo action as the build tools) into
+this package's output directory, where an image description finds it as a source by its name.""",
+    attrs = dict(TOOLS_ATTRS, **{
         "binary": attr.string(mandatory = True, doc = "The binary's name, e.g. icos-veritysetup."),
         "out": attr.string(doc = "Output file name (default: the binary's name)."),
-        "tools": attr.label(mandatory = True, providers = [IcosToolsInfo], doc = "The icos_rust_tools target."),
-    },
+    }),
 )
 
 def _icos_copied_file_impl(ctx):

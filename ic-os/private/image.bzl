@@ -117,7 +117,6 @@ def icos_image(
         tags = tags,
         binary = "icos-veritysetup",
         out = prefix + "icos-veritysetup",
-        tools = "//toolchains/rust:node_tools",
         visibility = visibility,
     )
     generated_srcs = [":" + name + "_os_release", ":" + name + "_veritysetup"]
@@ -133,8 +132,7 @@ def icos_image(
             name = name + "_upgrade",
             binary = "icos-upgrade",
             out = prefix + "icos-upgrade",
-            tools = "//toolchains/rust:node_tools",
-            visibility = visibility,
+                visibility = visibility,
             tags = tags,
         )
         generated_srcs += [":" + name + "_release_pub", ":" + name + "_upgrade"]

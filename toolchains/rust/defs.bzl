@@ -12,6 +12,7 @@ IcosToolsInfo = provider(
     doc = "The icos command-line tools and the identity of the toolchain that built them.",
     fields = {
         "binaries": "dict: tool name (e.g. 'icos-rootfs') -> executable File",
+        "static_binaries": "list of the names in `binaries` that are linked statically (they run on a node)",
         "identity": "File: tools-identity.txt (tools version, Cargo.lock sha256, toolchain versions and pins, sha256 of every binary)",
     },
 )
@@ -36,11 +37,19 @@ CONFIG
 export PATH="$toolchain:/usr/bin:/bin" CARGO_HOME="$work/home" CARGO_INCREMENTAL=0 \\
   RUSTC="$toolchain/rustc" CC="$toolchain/cc" AR="$toolchain/ar" \\
   CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER="$toolchain/cc" \\
-  RUSTFLAGS="--remap-path-prefix=$execroot=/icos --remap-path-prefix=$work=/cargo{rustflags}"
-"$toolchain/cargo" build --quiet --release --locked --offline --manifest-path "{manifest}" \\
-  --target-dir "$work/target" {target_flag} -p {package} --bins
+  RUSTFLAGS="--remap-path-prefix=$execroot=/icos --remap-path-prefix=$work=/cargo"
+# One cargo invocation compiles every dependency once, for the target triple (so RUSTFLAGS reach
+# neither build scripts nor proc macros); then each node binary is linked statically: `cargo rustc`
+# passes crt-static to that final crate only, reusing the compiled dependencies. (Two builds, one
+# per linkage, compiled the same 166 crates twice.)
+cargo=("$toolchain/cargo" --quiet --locked --offline)
+common=(--release --manifest-path "{manifest}" --target-dir "$work/target" --target x86_64-unknown-linux-gnu)
+"${{cargo[@]}}" build "${{common[@]}}" -p {package} --bins
+for bin in {static_bins}; do
+  "${{cargo[@]}}" rustc "${{common[@]}}" -p {static_package} --bin "$bin" -- -C target-feature=+crt-static
+done
 for bin in {bins}; do
-  cp "$work/target/{target_subdir}release/$bin" "{outdir}/$bin"
+  cp "$work/target/x86_64-unknown-linux-gnu/release/$bin" "{outdir}/$bin"
 done
 # The workspace version, read by bash itself: no program beyond bash and coreutils shapes the identity.
 version="" version_line='^version = "(.*)"$'
@@ -58,15 +67,15 @@ done < "{workspace_manifest}"
 """
 
 def _icos_rust_tools_impl(ctx):
-    static = ctx.attr.static
+    names = ctx.attr.binaries + ctx.attr.static_binaries
     outs = {}
-    for name in ctx.attr.binaries:
+    for name in names:
         outs[name] = ctx.actions.declare_file(ctx.attr.name + "/" + name)
     identity = ctx.actions.declare_file(ctx.attr.name + "/tools-identity.txt")
     manifest = ctx.file.workspace_manifest
     vendor_files = ctx.files.vendor
     vendor_dir = vendor_files[0].path.split("/vendor/")[0] + "/vendor"
-    first = outs[ctx.attr.binaries[0]]
+    first = outs[names[0]]
     ctx.actions.run_shell(
         outputs = list(outs.values()) + [identity],
         inputs = depset(ctx.files.srcs + vendor_files + ctx.files.toolchain + [ctx.file.toolchain_identity, manifest, ctx.file.cargo_lock]),
@@ -78,32 +87,30 @@ def _icos_rust_tools_impl(ctx):
             lock = ctx.file.cargo_lock.path,
             toolchain_identity = ctx.file.toolchain_identity.path,
             identity = identity.path,
-            bins = " ".join(ctx.attr.binaries),
+            bins = " ".join(names),
+            static_bins = " ".join(ctx.attr.static_binaries),
             outdir = first.dirname,
             package = ctx.attr.package,
-            # Static binaries need an explicit --target, so RUSTFLAGS reach only what runs on the
-            # node, never build scripts or proc macros (which must stay dynamic).
-            rustflags = " -C target-feature=+crt-static" if static else "",
-            target_flag = "--target x86_64-unknown-linux-gnu" if static else "",
-            target_subdir = "x86_64-unknown-linux-gnu/" if static else "",
+            static_package = ctx.attr.static_package,
         ),
-        mnemonic = "CargoBuildNode" if static else "CargoBuild",
-        progress_message = "Building the icos %s tools (cargo build --release, offline)" % ("node" if static else "Rust"),
+        mnemonic = "CargoBuild",
+        progress_message = "Building the icos Rust tools (cargo build --release, offline)",
     )
     return [
         DefaultInfo(files = depset(list(outs.values()) + [identity])),
-        IcosToolsInfo(binaries = outs, identity = identity),
+        IcosToolsInfo(binaries = outs, identity = identity, static_binaries = ctx.attr.static_binaries),
     ]
 
 icos_rust_tools = rule(
     implementation = _icos_rust_tools_impl,
-    doc = "Builds the binaries of one package of `rs/` with the pinned toolchain, offline, from vendored crates.",
+    doc = "Builds the binaries of `rs/` with the pinned toolchain, offline, from vendored crates, in one action.",
     attrs = {
-        "binaries": attr.string_list(mandatory = True, doc = "Binary names of `package` to build and expose."),
+        "binaries": attr.string_list(mandatory = True, doc = "Binary names of `package` to build and expose: the tools build actions run."),
         "cargo_lock": attr.label(allow_single_file = True, mandatory = True, doc = "rs/Cargo.lock."),
-        "package": attr.string(default = "icos-tools", doc = "The Cargo package whose binaries to build."),
+        "package": attr.string(default = "icos-tools", doc = "The Cargo package of `binaries`."),
         "srcs": attr.label_list(allow_files = True, mandatory = True, doc = "Every source file of the rs/ workspace."),
-        "static": attr.bool(default = False, doc = "Link statically (glibc's crt-static): binaries that run on a node, in its initramfs or root filesystem, with no library beside them."),
+        "static_binaries": attr.string_list(doc = "Binary names of `static_package`, linked statically (glibc's crt-static): binaries that run on a node, in its initramfs or root filesystem, with no library beside them."),
+        "static_package": attr.string(default = "icos-node-tools", doc = "The Cargo package of `static_binaries`."),
         "toolchain": attr.label(mandatory = True, doc = "@icos_rust_toolchain//:files: the pinned toolchain tree and its wrappers."),
         "toolchain_identity": attr.label(allow_single_file = True, mandatory = True, doc = "@icos_rust_toolchain//:identity.txt."),
         "vendor": attr.label(mandatory = True, doc = "@icos_cargo_vendor//:vendor."),
@@ -122,7 +129,7 @@ def _icos_tools_view_impl(ctx):
     ctx.actions.symlink(output = identity, target_file = tools.identity)
     return [
         DefaultInfo(files = depset(outs + [identity])),
-        IcosToolsInfo(binaries = dict(zip(sorted(tools.binaries.keys()), outs)), identity = identity),
+        IcosToolsInfo(binaries = dict(zip(sorted(tools.binaries.keys()), outs)), identity = identity, static_binaries = tools.static_binaries),
     ]
 
 icos_tools_view = rule(
