@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # CI's determinism job (run by scripts/test.sh):
 #  1. two independent builders must produce identical SHA256SUMS for //ic-os:image (and for
-#     //ic-os/debian:image when ICOS_DEBIAN_BASE names a base, see ci/debian-image.sh). Builder B is
+#     //ic-os/debian:image when ICOS_DEBIAN_BASE names a base, see ci/debian-image.sh). Builder B
+#     builds sealed (scripts/sealed.sh, when run as root): without network and with every host
+#     compiler, linker, C header and Rust toolchain hidden, from its own repository cache, in a
+#     fresh output base. This is the CI run's proof that the build needs nothing of the host but its
+#     shell, as a remote executor would see it: one cold build proves hermeticity and determinism. B is
 #     configured (in its $HOME/.bazelrc) with a remote cache that holds every result of this commit
 #     (the CI run's cache: the earlier stages filled it, and ci/remote-cache.sh showed a builder at
 #     another path gets all of them from it). B must still build everything itself: it takes
@@ -38,13 +42,25 @@ fi
 # its tools compile once for both.
 targets=(--target //ic-os:image)
 [[ -z "${ICOS_DEBIAN_BASE:-}" ]] || targets+=(--target //ic-os/debian:image)
+sealed=()
+if [[ $(id -u) -eq 0 ]]; then
+  sealed=(--sealed)
+else
+  echo "determinism: not root: builder B cannot be sealed (no namespaces); the build's hermeticity is not checked" >&2
+fi
 start=$SECONDS
-scripts/two-builders.sh --work "$work" --keep "${targets[@]}" --user-remote-cache "$cache" 2>&1 | tee "$work/clean.log"
+scripts/two-builders.sh --work "$work" --keep "${sealed[@]}" "${targets[@]}" --user-remote-cache "$cache" 2>&1 | tee "$work/clean.log"
 grep -q "none from a cache" "$work/clean.log" || { echo "determinism: FAILED: builder B's cache use is not reported" >&2; exit 1; }
-echo "determinism: two builders agree; builder B ignored the remote cache its user configuration names ($((SECONDS - start)) s)"
+if grep -q "must not use" "$work/clean.log"; then
+  echo "determinism: FAILED: $(grep "must not use" "$work/clean.log" | head -n 1)" >&2
+  exit 1
+fi
+echo "determinism: two builders agree${sealed:+ (B sealed: no network, no host toolchain)};" \
+  "builder B ignored the remote cache its user configuration names ($((SECONDS - start)) s)"
 
 start=$SECONDS
 set +e
+# Unsealed, so builder B could reach the remote cache that holds the good result: it must not take it.
 scripts/two-builders.sh --work "$work" --keep --inject-nondeterminism --user-remote-cache "$cache" >"$work/injected.log" 2>&1
 status=$?
 set -e

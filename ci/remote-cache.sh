@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real remote cache (REAPI: BuildGrid on 127.0.0.1), shared by two builders, as a team would:
-#  1. builder A, in an output base of its own, builds //ic-os:image with --config=remote: whatever
-#     the cache does not hold yet, A executes and uploads;
+#  1. builder A builds //ic-os:image with --config=remote: whatever the cache does not hold yet, A
+#     executes and uploads (standalone, in an output base of its own; in a CI run, in the
+#     checkout's, whose earlier builds filled the cache);
 #  2. builder B, in another output base and another checkout path, builds //ic-os:image: every
 #     action (the tools build, the boot pieces, every image step) is a remote cache hit, and the
 #     SHA256SUMS are identical to A's;
@@ -40,16 +41,25 @@ b_src=$work/b/another/checkout/path/icos
 mkdir -p "$b_src"
 git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$b_src"
 
-# $1 name, $2 checkout, $3 output base, $4 log stem; builds //ic-os:image and keeps its SHA256SUMS.
+# Builder A's output base: in a CI run, the checkout's own (the run's earlier builds filled the
+# cache; a fresh output base would only unpack the toolchain again), else one of its own, which
+# executes and uploads everything.
+a_ob=$work/a-ob
+$own_server || a_ob=""
+
+# $1 name, $2 checkout, $3 output base (empty: the checkout's), $4 log stem; builds //ic-os:image
+# and keeps its SHA256SUMS.
 build() {
   local name=$1 src=$2 ob=$3 stem=$4 start=$SECONDS
-  (cd "$src" && bazel --output_base="$ob" build "${remote[@]}" --execution_log_json_file="$work/$stem.exec.json" \
+  local startup=()
+  [[ -z "$ob" ]] || startup=(--output_base="$ob")
+  (cd "$src" && bazel "${startup[@]}" build "${remote[@]}" --execution_log_json_file="$work/$stem.exec.json" \
     //ic-os:image) >"$work/$stem.log" 2>&1 || { tail -n 30 "$work/$stem.log" >&2; fail "builder $name failed"; }
   cp -L "$src/bazel-bin/ic-os/SHA256SUMS" "$work/$stem.sums"
   echo "remote-cache: builder $name ($stem): $((SECONDS - start)) s, $(processes_line "$work/$stem.log")"
 }
 
-build A "$checkout" "$work/a-ob" a
+build A "$checkout" "$a_ob" a
 build B "$b_src" "$work/b-ob" b
 ran=$(executed_mnemonics "$work/b.exec.json")
 [[ -z "$ran" ]] || fail "builder B executed actions instead of taking them from the cache: $ran"
@@ -76,7 +86,7 @@ done
 cp "$checkout/ic-os/files/motd" "$work/motd.orig"
 cp "$b_src/ic-os/files/motd" "$checkout/ic-os/files/motd"
 trap 'cp "$work/motd.orig" "$checkout/ic-os/files/motd"; cleanup' EXIT
-build A "$checkout" "$work/a-ob" a-motd
+build A "$checkout" "$a_ob" a-motd
 cp "$work/motd.orig" "$checkout/ic-os/files/motd"
 ran=$(executed_mnemonics "$work/a-motd.exec.json")
 [[ -z "$ran" ]] || fail "builder A re-executed what builder B should have uploaded: $ran"

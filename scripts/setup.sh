@@ -32,7 +32,7 @@ packages=(
   disorderfs fuse3      # shuffled directory order for the two-builder check
   diffoscope-minimal    # optional deep diff of differing files
   cpio                  # checking initramfs archives
-  iproute2              # `ip link` for the network-less build in ci/hermetic-check.sh
+  iproute2              # `ip link` for the network-less build in scripts/sealed.sh
   qemu-system-x86 ovmf  # booting the image in the boot test (TCG, UEFI)
   cryptsetup-bin        # veritysetup: checking dm-verity hash trees
   python3-pefile        # an independent PE reader for the unified kernel image

@@ -36,8 +36,9 @@ stage() {
 
 if ! $quick; then
   # One remote cache for the whole run (a local BuildGrid): the first build compiles the tools and
-  # every later stage that need not be cold takes them from here. The two cold builds that prove
-  # something (hermetic-check's sealed build, the determinism check's builder B) never use it.
+  # every later stage that need not be cold takes them from here. The one cold build that proves
+  # something (the determinism check's builder B, sealed: no network, no host toolchain) never
+  # uses it.
   ci_cache_dir=$(mktemp -d /tmp/icos-ci-cache.XXXXXX)
   ICOS_CI_REMOTE_CACHE=$(ci/buildgrid.sh start "$ci_cache_dir")
   export ICOS_CI_REMOTE_CACHE
@@ -93,7 +94,7 @@ if ! $quick; then
   stage spec-escape ci/spec-escape.sh
   stage remote-cache ci/remote-cache.sh
   stage debian-image debian_image
-  stage hermetic-check ci/hermetic-check.sh
+  stage tool-rerun ci/tool-rerun.sh
   stage determinism ci/determinism.sh
 fi
 

@@ -3,7 +3,9 @@
 # Exit 0 only when every artifact matches; otherwise icos-diff names what differs, exit 1.
 #
 #   scripts/two-builders.sh [--work DIR] [--keep] [--inject-nondeterminism] [--target LABEL]...
-#                           [--release-dir DIR] [--user-remote-cache URL]
+#                           [--release-dir DIR] [--user-remote-cache URL] [--sealed]
+#
+# Example: scripts/two-builders.sh --sealed --target //ic-os:image
 #
 #   --work DIR                 where both checkouts and output bases live (default: a new temp dir).
 #                              Reusing a kept DIR makes a second run incremental.
@@ -21,6 +23,13 @@
 #                              needs it; the archive must be readable by builder B's user).
 #   --user-remote-cache URL    give builder B a user configuration ($HOME/.bazelrc) that points at a
 #                              remote cache, as a developer's machine might have. B must ignore it.
+#   --sealed                   builder B builds as a remote executor would see the host
+#                              (scripts/sealed.sh, needs root): no network, and every host compiler,
+#                              linker, C header and Rust toolchain hidden. B first downloads the
+#                              pinned inputs into its own repository cache (network up, toolchain
+#                              hidden, in a throwaway output base), then builds in a fresh output
+#                              base from that cache alone. One cold build proves both the build's
+#                              hermeticity and its determinism.
 #
 # Builder A is this checkout with its usual Bazel output base (so a warm cache makes it cheap);
 # builder B starts from nothing. What differs between them:
@@ -37,6 +46,7 @@
 #   action caches   the caller's (and its remote vs none: B never accepts a cached result nor uploads one,
 #                   cache, if configured)          whatever its rc files say (--disk_cache=,
 #                                                  --noremote_accept_cached, --noremote_upload_local_results)
+#   host            as is                       vs with --sealed: no network, no host toolchain
 #
 # A's own Bazel flags may be given in BUILDER_A_FLAGS (e.g. the CI run's remote cache).
 set -euo pipefail
@@ -47,6 +57,7 @@ keep=false
 cleanup_only=false
 inject=false
 user_remote_cache=""
+sealed=false
 targets=()
 release_dir=""
 while (($#)); do
@@ -58,6 +69,7 @@ while (($#)); do
     --target) targets+=("$2"); shift 2 ;;
     --release-dir) release_dir=$2; shift 2 ;;
     --user-remote-cache) user_remote_cache=$2; shift 2 ;;
+    --sealed) sealed=true; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "two-builders: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -100,6 +112,7 @@ if [[ $(id -u) -eq 0 ]]; then
   id "$b_user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$b_user"
   b_home=$(getent passwd "$b_user" | cut -d: -f6)
 else
+  $sealed && { echo "two-builders: --sealed needs root (mount and network namespaces)" >&2; exit 2; }
   log "not root: builder B runs as the same user ($(id -un)); user is not varied"
   b_home=$work/b/home
 fi
@@ -107,6 +120,7 @@ fi
 # With --keep, builder B's Bazel server and its disorderfs view stay up for the next run.
 cleanup() {
   $keep && return 0
+  b_jail=()
   [[ -d "$b_src" ]] && as_b bazel --output_base="$b_base" shutdown >/dev/null 2>&1 || true
   if mountpoint -q "$b_src" 2>/dev/null; then fusermount -u "$b_src" 2>/dev/null || umount "$b_src" || true; fi
   chmod -R u+w "$work" 2>/dev/null || true
@@ -117,12 +131,14 @@ as_a() {
   (cd "$a_src" && umask 0022 && env TZ=UTC LANG=C.UTF-8 LC_ALL=C.UTF-8 "$@")
 }
 
+# With --sealed, B's commands run inside scripts/sealed.sh (b_jail).
+b_jail=()
 as_b() {
   local env_args=(HOME="$b_home" USER="${b_user:-$(id -un)}" TZ=Pacific/Chatham LANG=fr_FR.UTF-8
     PATH=/usr/local/bin:/usr/bin:/bin)
   [[ -z "${ICOS_DEBIAN_BASE:-}" ]] || env_args+=(ICOS_DEBIAN_BASE="$ICOS_DEBIAN_BASE")
   if [[ -n "$b_user" ]]; then
-    (cd "$b_src" && runuser -u "$b_user" -- env -i "${env_args[@]}" bash -c 'umask 0077 && exec "$@"' bash "$@")
+    (cd "$b_src" && "${b_jail[@]}" runuser -u "$b_user" -- env -i "${env_args[@]}" bash -c 'umask 0077 && exec "$@"' bash "$@")
   else
     (cd "$b_src" && env -i "${env_args[@]}" bash -c 'umask 0077 && exec "$@"' bash "$@")
   fi
@@ -175,10 +191,36 @@ read -r -a a_flags <<<"${BUILDER_A_FLAGS:-}"
 as_a bazel build --config=ci "${a_flags[@]}" --jobs=1 "${targets[@]}" //toolchains/rust:tools
 log "builder A done in $((SECONDS - start)) s"
 start=$SECONDS
+# B's bazel; in the jail the server is shut down before the jail ends (a later client outside it
+# could not reach a server inside). $1: the output base.
+b_bazel() {
+  local base=$1
+  shift
+  if $sealed; then
+    as_b bash -c 'bazel --output_base="$0" "$@"; status=$?; bazel --output_base="$0" shutdown; exit $status' "$base" "$@"
+  else
+    as_b bazel --output_base="$base" "$@"
+  fi
+}
+# A kept output base (a second run) has its repositories already: no downloads, no fetch phase.
+if $sealed && [[ -z "$(ls -A "$b_base")" ]]; then
+  fetch_base=$work/b/fetch-output-base
+  log "builder B: downloading the pinned inputs into its own repository cache (network up, host toolchain hidden)"
+  b_jail=("$a_src/scripts/sealed.sh" --keep-network)
+  b_bazel "$fetch_base" build --config=ci --nobuild "${targets[@]}"
+  chmod -R u+w "$fetch_base" && rm -rf "$fetch_base"
+  log "builder B: downloads done in $((SECONDS - start)) s"
+fi
+b_flags=()
+if $sealed; then
+  log "builder B builds sealed: no network (so no remote cache either), no host toolchain"
+  b_jail=("$a_src/scripts/sealed.sh")
+  b_flags=(--remote_cache=)
+fi
 log "builder B: $b_src as ${b_user:-$(id -un)}, umask 0077, TZ=Pacific/Chatham, fr_FR.UTF-8, --jobs=2"
 # B builds everything itself: no cache is trusted, whatever the rc files configure.
-as_b bazel --output_base="$b_base" build --config=ci --jobs=2 --disk_cache= --noremote_accept_cached \
-  --noremote_upload_local_results --execution_log_json_file="$work/b/exec.json" "${targets[@]}"
+b_bazel "$b_base" build --config=ci --jobs=2 --disk_cache= --noremote_accept_cached \
+  --noremote_upload_local_results "${b_flags[@]}" --execution_log_json_file="$work/b/exec.json" "${targets[@]}"
 cached=$(python3 "$a_src/ci/exec_log.py" cached "$work/b/exec.json" | wc -l)
 ((cached == 0)) || { log "builder B took $cached results from a cache: the check is void"; exit 2; }
 log "builder B done in $((SECONDS - start)) s: $(python3 "$a_src/ci/exec_log.py" executed "$work/b/exec.json" | wc -l) actions executed, none from a cache"
