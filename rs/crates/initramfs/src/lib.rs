@@ -6,6 +6,12 @@
 //! and ordering, which is what makes the archive byte-reproducible. Order, owners, modes and
 //! mtimes come from the tar, which `icos-rootfs` already normalized; inode numbers are assigned
 //! in tar order. xattrs cannot be represented in newc and are refused rather than dropped.
+//!
+//! Hardlinks: every name of a regular file, fifo or device group shares one ino and carries the
+//! group's link count, which is what the kernel's unpacker (init/initramfs.c, `maybe_link`) needs
+//! to link the later names to the first. It never links symlinks (`do_symlink` makes each one
+//! anew), so a hardlink to a symlink is written as a second symlink with its own ino and the same
+//! target: the closest the kernel can build, and what it would build from a shared ino anyway.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -53,6 +59,17 @@ struct Header<'a> {
     size: u32,
     rdev: (u32, u32),
     name: &'a str,
+}
+
+/// What a hardlink to an earlier entry needs to know about it.
+struct Primary {
+    ino: u32,
+    /// The S_IF* bits.
+    file_type: u32,
+    rdev: (u32, u32),
+    /// A symlink's target, kept only when a hardlink names the symlink.
+    symlink_target: Option<Vec<u8>>,
+    symlink_size: u32,
 }
 
 fn pad4(out: &mut impl Write, len: u64) -> io::Result<()> {
@@ -107,6 +124,8 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
     };
 
     // Pass 1: link counts of hardlink groups (the primary is the first entry, ARCHITECTURE.md).
+    // For a symlink the count only says that it is linked to: its links become symlinks of their
+    // own (module comment).
     let mut links: BTreeMap<String, u32> = BTreeMap::new();
     let open = || -> Result<_, InitramfsError> {
         let file = File::open(tar_path).map_err(io_in)?;
@@ -122,7 +141,8 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
 
     let mut file = AtomicFile::create(out).map_err(io_out)?;
     let mut gz = GzBuilder::new().write(HashingWriter::new(file.file()), Compression::best());
-    let mut inodes: BTreeMap<String, u32> = BTreeMap::new();
+    // The first name of each non-directory: what a later hardlink to it becomes.
+    let mut inodes: BTreeMap<String, Primary> = BTreeMap::new();
     let mut next_ino = 1u32;
     let mut archive = open()?;
     while let Some(entry) = archive.next_entry().map_err(|e| io_in(e.into()))? {
@@ -169,23 +189,35 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
                 header.mode = S_IFREG | perm;
                 header.size =
                     u32::try_from(entry.size).map_err(|_| bad(&raw, "larger than 4 GiB"))?;
-                header.nlink = links.get(&name).copied().unwrap_or(1);
                 stream_body = true;
             }
             tar::EntryType::Link => {
                 let target = cpio_name(&String::from_utf8_lossy(
                     entry.link.as_deref().unwrap_or_default(),
                 ));
-                let ino = *inodes.get(&target).ok_or_else(|| {
+                let primary = inodes.get(&target).ok_or_else(|| {
                     bad(
                         &raw,
-                        &format!("hardlink to {target:?}, which is not an earlier regular file"),
+                        &format!(
+                            "hardlink to {target:?}, which is not an earlier non-directory entry"
+                        ),
                     )
                 })?;
-                // Same inode, no body: the kernel links it to the file written first.
-                header.mode = S_IFREG | perm;
-                header.ino = ino;
-                header.nlink = links.get(&target).copied().unwrap_or(2);
+                header.mode = primary.file_type | perm;
+                header.rdev = primary.rdev;
+                match &primary.symlink_target {
+                    // Its own symlink (module comment): own ino, link count 1.
+                    Some(text) => {
+                        header.mode = S_IFLNK | 0o777;
+                        header.size = primary.symlink_size;
+                        body = Some(text.clone());
+                    }
+                    // Same inode, no body: the kernel links it to the name written first.
+                    None => {
+                        header.ino = primary.ino;
+                        header.nlink = links.get(&target).copied().unwrap_or(2);
+                    }
+                }
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -211,8 +243,21 @@ pub fn write_initramfs(tar_path: &Path, out: &Path) -> Result<Summary, Initramfs
         if header.ino == 0 {
             header.ino = next_ino;
             next_ino += 1;
-            if kind == tar::EntryType::Regular || kind == tar::EntryType::Continuous {
-                inodes.insert(name.clone(), header.ino);
+            if kind != tar::EntryType::Directory && kind != tar::EntryType::Link {
+                let is_symlink = kind == tar::EntryType::Symlink;
+                if !is_symlink {
+                    header.nlink = links.get(&name).copied().unwrap_or(1);
+                }
+                // Only a symlink that is linked to needs its target kept.
+                let keep_target = is_symlink && links.contains_key(&name);
+                let primary = Primary {
+                    ino: header.ino,
+                    file_type: header.mode & !0o7777,
+                    rdev: header.rdev,
+                    symlink_size: header.size,
+                    symlink_target: body.clone().filter(|_| keep_target),
+                };
+                inodes.insert(name.clone(), primary);
             }
         }
         write_header(&mut gz, &header).map_err(io_out)?;

@@ -249,10 +249,10 @@ fn apply_entry(
     Ok(())
 }
 
-/// Adds `path` as another name of `target`'s inode. Only regular files carry hardlinks in the
-/// rootfs tar; a link to a symlink, device or fifo becomes an independent copy of it.
+/// Adds `path` as another name of `target`'s inode, whatever its type but a directory: a regular
+/// file, symlink, device or fifo (ARCHITECTURE.md, "The rootfs tar": hardlinks).
 fn link(tree: &mut Tree, path: &str, target: &str) -> Result<(), Failure> {
-    let node = match tree.nodes.get(target) {
+    match tree.nodes.get(target) {
         None => {
             return Err(EntryProblem::HardlinkTargetMissing {
                 target: target.to_string(),
@@ -265,12 +265,12 @@ fn link(tree: &mut Tree, path: &str, target: &str) -> Result<(), Failure> {
             }
             .into())
         }
-        Some(node) => node.clone(),
-    };
+        Some(_) => {}
+    }
     if path == target {
         return Ok(());
     }
-    tree.put(path, node.kind, node.meta)?;
+    tree.link(path, target)?;
     Ok(())
 }
 

@@ -76,6 +76,10 @@ pub(crate) struct Node {
     /// The step (layer, or the spec) that last wrote this path: whiteouts only hide entries of
     /// lower steps, and one step must not write conflicting types to one path.
     pub step: u32,
+    /// The hardlink group of a symlink, device or fifo with more than one name (regular files
+    /// share their [`Inode`] instead). Every member carries the same kind and attributes: a link
+    /// copies them, and writing a path anew makes a new node outside the group.
+    pub group: Option<u32>,
 }
 
 /// Append-only store of file contents: one anonymous temporary file (unlinked at creation, so it
@@ -98,6 +102,7 @@ pub(crate) struct Tree {
     /// lower-step entry left to hide, and rescanning what this step wrote would make a layer of
     /// repeated markers quadratic.
     hidden_this_step: HashSet<(bool, String)>,
+    groups: u32,
 }
 
 /// Result of spooling a stream: `Err(got)` when it ended before `expected` bytes.
@@ -113,6 +118,7 @@ impl Tree {
                 kind: Kind::Dir,
                 meta: implicit_dir_meta(epoch),
                 step: 0,
+                group: None,
             },
         );
         Ok(Tree {
@@ -123,6 +129,7 @@ impl Tree {
             epoch,
             step: 0,
             hidden_this_step: HashSet::new(),
+            groups: 0,
         })
     }
 
@@ -232,6 +239,7 @@ impl Tree {
                 kind: Kind::Dir,
                 meta: implicit_dir_meta(self.epoch),
                 step: self.step,
+                group: None,
             };
             self.nodes.insert(ancestor.to_string(), node);
         }
@@ -260,8 +268,34 @@ impl Tree {
                 self.remove_subtree(path, false, None);
             }
         }
-        self.nodes
-            .insert(path.to_string(), Node { kind, meta, step });
+        let node = Node {
+            kind,
+            meta,
+            step,
+            group: None,
+        };
+        self.nodes.insert(path.to_string(), node);
+        Ok(())
+    }
+
+    /// Writes `path` in the current step as another name of the non-directory at `target`: a
+    /// regular file shares its inode; a symlink, device or fifo joins (or starts) `target`'s
+    /// hardlink group. The caller checked that `target` exists and is not a directory.
+    pub fn link(&mut self, path: &str, target: &str) -> Result<(), EntryProblem> {
+        let source = &self.nodes[target];
+        let (kind, meta) = (source.kind.clone(), source.meta.clone());
+        let group = match (&kind, source.group) {
+            (Kind::File(_), _) => None,
+            (_, Some(group)) => Some(group),
+            (_, None) => {
+                let group = self.groups;
+                self.groups += 1;
+                self.nodes.get_mut(target).expect("checked above").group = Some(group);
+                Some(group)
+            }
+        };
+        self.put(path, kind, meta)?;
+        self.nodes.get_mut(path).expect("just written").group = group;
         Ok(())
     }
 

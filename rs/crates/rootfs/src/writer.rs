@@ -6,7 +6,8 @@
 //! requires, picks GNU or ustar encodings on its own and orders PAX records as given. A ustar
 //! header is 512 bytes of fixed fields; writing them here keeps every byte under our control.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry as Slot;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
 use crate::manifest::{Entry, EntryType};
@@ -35,6 +36,9 @@ pub(crate) fn write_tar(tree: &Tree, out: &mut dyn Write) -> io::Result<Vec<Entr
     let mut entries = Vec::with_capacity(tree.nodes.len());
     // The first (bytewise-smallest) path seen for each inode carries the data.
     let mut first_path: Vec<Option<&str>> = vec![None; tree.inodes.len()];
+    // Likewise for hardlink groups of symlinks, devices and fifos: the first path is the entry
+    // of its type, the others are type `1` links to it.
+    let mut first_in_group: HashMap<u32, &str> = HashMap::new();
     let mut buffer = Vec::new();
     for (path, node) in &tree.nodes {
         let meta = tree.meta_of(node);
@@ -68,50 +72,60 @@ pub(crate) fn write_tar(tree: &Tree, out: &mut dyn Write) -> io::Result<Vec<Entr
             minor: 0,
         };
         let mut data = None;
-        match &node.kind {
-            Kind::Dir => {}
-            Kind::File(inode_index) => {
-                let inode = &tree.inodes[*inode_index];
-                match first_path[*inode_index] {
-                    Some(first) => {
-                        member.typeflag = b'1';
-                        member.link = format!("./{first}");
-                        manifest.kind = EntryType::Hardlink;
-                        manifest.target = Some(format!("/{first}"));
-                    }
-                    None => {
-                        first_path[*inode_index] = Some(path);
-                        member.typeflag = b'0';
-                        member.size = inode.size;
-                        manifest.kind = EntryType::File;
-                        manifest.size = Some(inode.size);
-                        manifest.sha256 = Some(inode.sha256);
-                        data = Some(inode);
-                    }
+        let group_first = node
+            .group
+            .and_then(|group| match first_in_group.entry(group) {
+                Slot::Occupied(first) => Some(*first.get()),
+                Slot::Vacant(slot) => {
+                    slot.insert(path);
+                    None
                 }
-            }
-            Kind::Symlink(target) => {
-                member.typeflag = b'2';
-                member.link = target.clone();
-                manifest.kind = EntryType::Symlink;
-                manifest.target = Some(target.clone());
-            }
-            Kind::Char { major, minor } | Kind::Block { major, minor } => {
-                let is_char = matches!(node.kind, Kind::Char { .. });
-                member.typeflag = if is_char { b'3' } else { b'4' };
-                member.major = *major;
-                member.minor = *minor;
-                manifest.kind = if is_char {
-                    EntryType::Char
-                } else {
-                    EntryType::Block
-                };
-                manifest.major = Some(*major);
-                manifest.minor = Some(*minor);
-            }
-            Kind::Fifo => {
-                member.typeflag = b'6';
-                manifest.kind = EntryType::Fifo;
+            });
+        let file_first = match node.kind {
+            Kind::File(inode_index) => first_path[inode_index],
+            _ => None,
+        };
+        if let Some(first) = group_first.or(file_first) {
+            member.typeflag = b'1';
+            member.link = format!("./{first}");
+            manifest.kind = EntryType::Hardlink;
+            manifest.target = Some(format!("/{first}"));
+        } else {
+            match &node.kind {
+                Kind::Dir => {}
+                Kind::File(inode_index) => {
+                    let inode = &tree.inodes[*inode_index];
+                    first_path[*inode_index] = Some(path);
+                    member.typeflag = b'0';
+                    member.size = inode.size;
+                    manifest.kind = EntryType::File;
+                    manifest.size = Some(inode.size);
+                    manifest.sha256 = Some(inode.sha256);
+                    data = Some(inode);
+                }
+                Kind::Symlink(target) => {
+                    member.typeflag = b'2';
+                    member.link = target.clone();
+                    manifest.kind = EntryType::Symlink;
+                    manifest.target = Some(target.clone());
+                }
+                Kind::Char { major, minor } | Kind::Block { major, minor } => {
+                    let is_char = matches!(node.kind, Kind::Char { .. });
+                    member.typeflag = if is_char { b'3' } else { b'4' };
+                    member.major = *major;
+                    member.minor = *minor;
+                    manifest.kind = if is_char {
+                        EntryType::Char
+                    } else {
+                        EntryType::Block
+                    };
+                    manifest.major = Some(*major);
+                    manifest.minor = Some(*minor);
+                }
+                Kind::Fifo => {
+                    member.typeflag = b'6';
+                    manifest.kind = EntryType::Fifo;
+                }
             }
         }
         // Attributes belong to the inode: the data-carrying entry holds them, not its hardlinks.

@@ -164,6 +164,71 @@ fn hardlinks_share_the_inode_and_keep_content_when_the_target_is_replaced() {
 }
 
 #[test]
+fn hardlinks_to_specials_and_symlinks_stay_linked_across_layers() {
+    let l1 = Layer::new()
+        .raw(E {
+            mode: 0o600,
+            uid: 9,
+            ..E::new("run/p", b'6')
+        })
+        .hardlink("run/q", "run/p")
+        .raw(E {
+            major: 1,
+            minor: 3,
+            mode: 0o666,
+            ..E::new("dev/null", b'3')
+        })
+        .hardlink("dev/zz", "dev/null")
+        .raw(E {
+            major: 8,
+            minor: 0,
+            ..E::new("dev/sda", b'4')
+        })
+        .hardlink("dev/disk", "dev/sda")
+        .symlink("bin/sh", "busybox")
+        .hardlink("bin/ash", "bin/sh")
+        .raw(E::new("x/a", b'6'))
+        .hardlink("x/b", "x/a")
+        .hardlink("x/c", "x/a")
+        .finish();
+    let l2 = Layer::new()
+        .hardlink("srv/p2", "run/q") // a lower layer's group, through its second name
+        .file("x/.wh.a", b"") // one name of three gone: the other two stay linked
+        .file("dev/sda", b"now a file") // the target replaced: its link keeps the device, alone
+        .finish();
+    let (tar, manifest) = flatten(&[l1, l2]).unwrap();
+    let found: Vec<(String, char, String)> = members(&tar)
+        .into_iter()
+        .filter(|m| m.1 != '5')
+        .map(|m| (m.0, m.1, m.6))
+        .collect();
+    let want = [
+        ("./bin/ash", '2', "busybox"),
+        ("./bin/sh", '1', "./bin/ash"),
+        ("./dev/disk", '4', ""),
+        ("./dev/null", '3', ""),
+        ("./dev/sda", '0', ""),
+        ("./dev/zz", '1', "./dev/null"),
+        ("./run/p", '6', ""),
+        ("./run/q", '1', "./run/p"),
+        ("./srv/p2", '1', "./run/p"),
+        ("./x/b", '6', ""),
+        ("./x/c", '1', "./x/b"),
+    ]
+    .map(|(n, t, l)| (n.to_string(), t, l.to_string()));
+    assert_eq!(found, want);
+    let q = manifest
+        .entries
+        .iter()
+        .find(|e| e.path == "/srv/p2")
+        .unwrap();
+    assert_eq!(
+        (q.kind, q.target.as_deref(), q.mode.as_str(), q.uid),
+        (EntryType::Hardlink, Some("/run/p"), "0600", 9)
+    );
+}
+
+#[test]
 fn special_files_xattrs_and_times() {
     let xattr_value = vec![1u8, 0, 0, 2, 0, 0x20, 0, 0];
     let layer = Layer::new()

@@ -234,6 +234,13 @@ pub fn sbom(req: &SbomRequest) -> Result<Value, SbomError> {
     }
 
     // Files: every regular file (and hardlink to one) of the manifest, checked against the tar.
+    // A hardlink to a symlink, device or fifo is not a file here, as its target is not.
+    let special: BTreeSet<&str> = manifest
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.kind.as_str(), "file" | "hardlink" | "dir"))
+        .map(|e| e.path.as_str())
+        .collect();
     let mut files = Vec::new();
     let mut seen_files = BTreeSet::new();
     for e in &manifest.entries {
@@ -261,6 +268,9 @@ pub fn sbom(req: &SbomRequest) -> Result<Value, SbomError> {
                     .target
                     .as_ref()
                     .ok_or_else(|| bad_manifest(format!("hardlink {} has no target", e.path)))?;
+                if special.contains(target.as_str()) {
+                    continue;
+                }
                 *scan.files.get(target).ok_or_else(|| {
                     mismatch(format!(
                         "hardlink {} points to {target}, which is not a regular file in the tar",
