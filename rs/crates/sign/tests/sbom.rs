@@ -53,6 +53,8 @@ fn tree(status: Option<&[u8]>) -> Vec<(&'static str, Kind<'_>)> {
         ("/", Kind::Dir),
         ("/bin", Kind::Dir),
         ("/bin/sh", Kind::Symlink("busybox")),
+        // A second name of a symlink (issue 13): a link, but not a file of the SBOM.
+        ("/bin/sh.link", Kind::Hardlink("/bin/sh")),
         ("/etc", Kind::Dir),
         ("/etc/motd", Kind::File(b"welcome\n")),
         (
