@@ -230,7 +230,9 @@ fn json_fields(
 /// symbolic links or special files in them); a file missing on one side is a finding.
 pub fn diff_dirs(a: &Path, b: &Path, opts: &Options) -> Result<Report, DiffError> {
     for d in [a, b] {
-        if !d.is_dir() {
+        // A missing path says so (not "not a directory"): the usual slip is a wrong path.
+        let meta = std::fs::metadata(d).map_err(|e| DiffError::read(d, e))?;
+        if !meta.is_dir() {
             return Err(DiffError::NotADirectory {
                 path: d.to_path_buf(),
             });

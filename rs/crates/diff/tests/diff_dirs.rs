@@ -368,8 +368,15 @@ fn errors_name_the_input() {
     let p = pair(&b, &b);
     let missing = p.a.with_file_name("nope");
     let e = diff_dirs(&missing, &p.b, &Options::default()).unwrap_err();
-    assert!(matches!(e, DiffError::NotADirectory { .. }));
-    assert!(e.to_string().contains("nope"), "{e}");
+    assert!(matches!(e, DiffError::Read { .. }), "{e}");
+    assert!(
+        e.to_string().contains("nope") && e.to_string().contains("No such file"),
+        "{e}"
+    );
+    let file = p.b.join("SHA256SUMS");
+    let e = diff_dirs(&p.a, &file, &Options::default()).unwrap_err();
+    assert!(matches!(e, DiffError::NotADirectory { .. }), "{e}");
+    assert!(e.to_string().contains("SHA256SUMS: not a directory"), "{e}");
     fs::write(p.b.join("build-manifest.json"), "{not json").unwrap();
     let e = diff_dirs(&p.a, &p.b, &Options::default())
         .unwrap_err()
