@@ -113,7 +113,10 @@ pub enum Plan {
 const FILLERS: [char; 6] = ['+', ',', ';', '=', '[', ']'];
 
 pub fn plan(name: &str, taken: &HashSet<String>) -> Result<Plan, String> {
-    if name.is_ascii() && !taken.contains(&fatfs_key(name)) {
+    // fatfs 0.3.6 makes the short name of ".a" (whose last dot is its first character) from an
+    // empty base, ".A", which fsck.fat rejects ("Bad short file name"): such names take a
+    // placeholder whose leading dot is a filler, so the alias has a base ("_A~1").
+    if name.is_ascii() && name.rfind('.') != Some(0) && !taken.contains(&fatfs_key(name)) {
         return Ok(Plan::Direct);
     }
     placeholder(name, taken).map(Plan::Placeholder).ok_or_else(|| {
@@ -136,6 +139,9 @@ fn placeholder(name: &str, taken: &HashSet<String>) -> Option<String> {
                 std::iter::repeat_n(filler, n).chain(c.is_ascii().then_some(c))
             })
             .collect();
+        if p.first() == Some(&'.') {
+            p[0] = filler; // a short name never starts with a dot (see `plan`)
+        }
         if !p.contains(&filler) {
             // An ASCII name: the filler goes in place of its last character.
             if let Some(last) = p.last_mut() {
@@ -189,6 +195,12 @@ mod tests {
         assert!(!claims_alias_form("LONGNAME~1.TXT"));
 
         let mut taken = HashSet::new();
+        assert_eq!(plan(".a", &taken), Ok(Plan::Placeholder("+a".into())));
+        assert_eq!(
+            plan(".profile", &taken),
+            Ok(Plan::Placeholder("+profile".into()))
+        );
+        assert_eq!(plan(".a.b", &taken), Ok(Plan::Direct));
         assert_eq!(plan("STRASSE", &taken), Ok(Plan::Direct));
         taken.insert(fatfs_key("STRASSE"));
         assert_eq!(
