@@ -6,6 +6,14 @@
 #   scripts/fuzz.sh --all SECONDS      every target in turn, SECONDS each
 #   scripts/fuzz.sh --smoke            every target for a few seconds from its seeds (scripts/test.sh)
 #   scripts/fuzz.sh --list             the targets
+#   scripts/fuzz.sh --differential SECONDS
+#                                      the randomized differential tests (proptest, no AFL) for
+#                                      SECONDS in batches of $ICOS_DIFFERENTIAL_BATCH (default 40)
+#                                      cases each, with the long mode's big shapes on
+#                                      (ICOS_DIFFERENTIAL_LONG=1): writers (tar -> icos-rootfs ->
+#                                      icos-ext4/icos-vfat vs e2fsck, the kernel, fsck.fat, mtools)
+#                                      and the tar reader vs Python's tarfile. `cargo test` runs
+#                                      the same tests with a bounded case count (PROPTEST_CASES).
 #
 # e.g. scripts/fuzz.sh tar 600
 #
@@ -23,7 +31,7 @@ targets=(tar oci_layout docker_archive image_toml sha256sums minisign deb gpt ex
 smoke_seconds=${ICOS_FUZZ_SMOKE_SECONDS:-5}
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -33,12 +41,42 @@ case "${1:-}" in
   --list) printf '%s\n' "${targets[@]}"; exit 0 ;;
   --all) mode=all; seconds=${2:?--all needs SECONDS}; run=("${targets[@]}") ;;
   --smoke) mode=smoke; seconds=$smoke_seconds; run=("${targets[@]}") ;;
+  --differential) mode=differential; seconds=${2:?--differential needs SECONDS} ;;
   -*) usage ;;
   *)
     [[ " ${targets[*]} " == *" $1 "* ]] || { echo "fuzz: unknown target '$1' (scripts/fuzz.sh --list)" >&2; exit 2; }
     seconds=${2:-60}; run=("$1") ;;
 esac
 [[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] || { echo "fuzz: SECONDS must be a positive integer, not '$seconds'" >&2; exit 2; }
+
+if [[ $mode == differential ]]; then
+  # Each batch draws fresh random cases; a failure stops here, its shrunk case printed and its seed
+  # saved in the test's .proptest-regressions file (replayed first by every later run).
+  batch=${ICOS_DIFFERENTIAL_BATCH:-40}
+  export ICOS_DIFFERENTIAL_LONG=1 PROPTEST_CASES=$batch
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/rs/target}
+  tests=(-p icos-rootfs --test writers_ext4 --test writers_vfat)
+  cargo test --locked --quiet --manifest-path rs/Cargo.toml "${tests[@]}" --no-run
+  cargo test --locked --quiet --manifest-path rs/Cargo.toml -p icos-common --test tar_differential --no-run
+  log=$(mktemp /tmp/icos-differential.XXXXXX.log)
+  end=$((SECONDS + seconds))
+  batches=0
+  while ((SECONDS < end)); do
+    for t in "${tests[*]}" "-p icos-common --test tar_differential"; do
+      # shellcheck disable=SC2086 # the words of one cargo selection
+      if ! cargo test --locked --quiet --manifest-path rs/Cargo.toml $t >"$log" 2>&1; then
+        grep -v '^ *[0-9]*: \|^ *at ' "$log" | tail -40 >&2
+        echo "fuzz: differential: a case failed after $batches batches (full log: $log)" >&2
+        exit 1
+      fi
+    done
+    batches=$((batches + 1))
+    echo "fuzz: differential: batch $batches done (${batch} cases of each of 3 properties), $((end > SECONDS ? end - SECONDS : 0))s left"
+  done
+  rm -f "$log"
+  echo "fuzz: differential: $((batches * batch)) cases of each property (writers_ext4, writers_vfat, tar_differential), no failure"
+  exit 0
+fi
 
 if ! cargo afl --version >/dev/null 2>&1; then
   echo "fuzz: cargo-afl is not installed: run scripts/setup.sh --deps-only" >&2
