@@ -18,8 +18,11 @@ pub const SEP: &[u8] = b"\n----\n";
 /// The most a harness reads from a decompressing stream: bounded memory and time on bombs.
 const STREAM_CAP: u64 = 16 << 20;
 
+/// A harness: feeds one input to a parser; returns normally unless the parser misbehaves.
+pub type Harness = fn(&[u8]);
+
 /// Every harness, by target name (the binaries in src/bin, scripts/fuzz.sh and the seed replay).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("tar", tar),
     ("oci_layout", oci_layout),
     ("docker_archive", docker_archive),
@@ -61,13 +64,13 @@ fn link_docs(docs: &[&[u8]]) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = vec![Vec::new(); docs.len()];
     for i in (0..docs.len()).rev() {
         let mut d = docs[i].to_vec();
-        for j in i + 1..docs.len() {
-            let digest = Digest::of(&out[j]).to_string();
+        for (j, later) in out.iter().enumerate().skip(i + 1) {
+            let digest = Digest::of(later).to_string();
             d = replace(&d, format!("@D{j}").as_bytes(), digest.as_bytes());
             d = replace(
                 &d,
                 format!("@S{j}").as_bytes(),
-                out[j].len().to_string().as_bytes(),
+                later.len().to_string().as_bytes(),
             );
         }
         out[i] = d;
