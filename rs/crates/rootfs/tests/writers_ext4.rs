@@ -533,15 +533,15 @@ fn compare(nodes: &[Node], mnt: &Path) -> Result<(), String> {
                     ));
                 }
             }
-            &Kind::Char(a, b) | &Kind::Block(a, b) => {
-                if (libc::major(m.rdev()), libc::minor(m.rdev())) != (a, b) {
-                    return Err(format!(
-                        "{}: device {}:{} expected {a}:{b}",
-                        show(&n.path),
-                        libc::major(m.rdev()),
-                        libc::minor(m.rdev())
-                    ));
-                }
+            &Kind::Char(a, b) | &Kind::Block(a, b)
+                if (libc::major(m.rdev()), libc::minor(m.rdev())) != (a, b) =>
+            {
+                return Err(format!(
+                    "{}: device {}:{} expected {a}:{b}",
+                    show(&n.path),
+                    libc::major(m.rdev()),
+                    libc::minor(m.rdev())
+                ));
             }
             _ => {}
         }
