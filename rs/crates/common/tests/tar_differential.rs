@@ -292,8 +292,10 @@ fn build(entries: &[GenEntry], damage: &Damage) -> Vec<u8> {
 fn line(e: &RawEntry, data: &[u8]) -> Result<String, String> {
     use sha2::Digest as _;
     let mut name = e.path.clone();
-    // tarfile strips the trailing slashes of a directory's name (only a directory's).
-    while e.typeflag == b'5' && name.len() > 1 && name.ends_with(b"/") {
+    // tarfile strips the trailing slashes of a directory's name, and of any PAX `path` (3.11's
+    // `_apply_pax_info`): a spelling, not a disagreement about the entry.
+    let strip = e.typeflag == b'5' || e.pax_value(b"path").is_some();
+    while strip && name.len() > 1 && name.ends_with(b"/") {
         name.pop();
     }
     // A repeated record: the later one wins, in tarfile as in `RawEntry::pax_value` (our
