@@ -10,7 +10,8 @@ use icos_common::{AtomicFile, HashingReader, HashingWriter, SourceDateEpoch};
 
 use crate::error::{EntryProblem, RootfsError};
 use crate::manifest::{
-    BaseInput, FileInput, Inputs, Manifest, OutputInfo, SpecInput, ToolInfo, SCHEMA, TOOL_NAME,
+    BaseInput, FileInput, Inputs, Manifest, ManifestOut, OutputInfo, SpecInput, ToolInfo, SCHEMA,
+    TOOL_NAME,
 };
 use crate::source::open_confined;
 use crate::spec::{Content, ImageSpec, Owner};
@@ -28,10 +29,14 @@ pub struct RootfsBuilder {
     unmatched_removals: Vec<String>,
 }
 
-/// What a successful build wrote.
+/// What a successful build wrote: the manifest file says the rest (its entries are written as they
+/// are produced, never all held at once).
 #[derive(Debug)]
 pub struct BuildReport {
-    pub manifest: Manifest,
+    pub inputs: Inputs,
+    pub output: OutputInfo,
+    /// The number of entries in the tar (and in the manifest).
+    pub entries: usize,
     /// `remove` patterns of the spec that matched nothing (not an error; worth a warning).
     pub unmatched_removals: Vec<String>,
 }
@@ -104,12 +109,14 @@ impl RootfsBuilder {
 
         self.tree.begin_step();
         let epoch = self.epoch.seconds();
-        let meta_of = |owner: &Owner| Meta {
-            mode: owner.mode,
-            uid: owner.uid.into(),
-            gid: owner.gid.into(),
-            mtime: epoch,
-            xattrs: owner.xattrs.clone(),
+        let meta_of = |owner: &Owner| {
+            Meta::new(
+                owner.mode,
+                owner.uid,
+                owner.gid,
+                epoch,
+                owner.xattrs.clone(),
+            )
         };
         for dir in &spec.dirs {
             self.tree
@@ -153,15 +160,9 @@ impl RootfsBuilder {
         for link in &spec.symlinks {
             self.make_room(&link.path)
                 .map_err(|p| spec_error(format!("{}: {p}", link.label)))?;
-            let meta = Meta {
-                mode: 0o777,
-                uid: link.uid.into(),
-                gid: link.gid.into(),
-                mtime: epoch,
-                xattrs: Default::default(),
-            };
+            let meta = Meta::new(0o777, link.uid, link.gid, epoch, Default::default());
             self.tree
-                .put(&link.path, Kind::Symlink(link.target.clone()), meta)
+                .put(&link.path, Kind::Symlink(link.target.as_str().into()), meta)
                 .map_err(|p| spec_error(format!("{}: {}", link.label, describe(&p))))?;
         }
         Ok(())
@@ -227,7 +228,7 @@ impl RootfsBuilder {
                 if !doomed.last().is_some_and(|d| {
                     path.starts_with(d.as_str()) && path.as_bytes().get(d.len()) == Some(&b'/')
                 }) {
-                    doomed.push(path.clone());
+                    doomed.push(path.to_string());
                 }
             }
         }
@@ -244,32 +245,40 @@ impl RootfsBuilder {
         Ok(())
     }
 
-    /// Writes the normalized tar to `out` and returns the manifest describing it.
+    /// Writes the normalized tar to `out` and returns the manifest describing it (held in memory
+    /// whole: [`RootfsBuilder::write`] streams it to a file instead).
     pub fn write_to(
         &self,
         out: impl Write,
         base: Option<BaseInput>,
     ) -> Result<Manifest, io::Error> {
+        let (output, _) = self.write_tar(out)?;
+        Ok(Manifest {
+            schema: SCHEMA.to_string(),
+            tool: tool_info(),
+            source_date_epoch: self.epoch.seconds(),
+            inputs: self.inputs(base),
+            output,
+            entries: writer::manifest_entries(&self.tree),
+        })
+    }
+
+    /// Writes the tar, hashing it on the way; returns its digest and size, and its entry count.
+    fn write_tar(&self, out: impl Write) -> io::Result<(OutputInfo, usize)> {
         let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
         let entries = writer::write_tar(&self.tree, &mut hashing)?;
         let (buffered, sha256, size) = hashing.finish();
         buffered.into_inner().map_err(|e| e.into_error())?.flush()?;
-        Ok(Manifest {
-            schema: SCHEMA.to_string(),
-            tool: ToolInfo {
-                name: TOOL_NAME.to_string(),
-                version: icos_common::TOOLS_VERSION.to_string(),
-            },
-            source_date_epoch: self.epoch.seconds(),
-            inputs: Inputs {
-                base,
-                spec: self.spec.clone(),
-                files: self.files.values().cloned().collect(),
-                extra_layers: self.extra_layers.clone(),
-            },
-            output: OutputInfo { sha256, size },
-            entries,
-        })
+        Ok((OutputInfo { sha256, size }, entries))
+    }
+
+    fn inputs(&self, base: Option<BaseInput>) -> Inputs {
+        Inputs {
+            base,
+            spec: self.spec.clone(),
+            files: self.files.values().cloned().collect(),
+            extra_layers: self.extra_layers.clone(),
+        }
     }
 
     /// Writes the rootfs tar and its manifest. Both appear under their final names only if the
@@ -293,19 +302,30 @@ impl RootfsBuilder {
         // All-zero 4 KiB blocks stay holes: a 3 GiB file of zeros costs no 3 GiB of disk, and
         // the bytes read back are the same.
         let mut sparse = SparseWriter::new(tar_file.file());
-        let manifest = self
-            .write_to(&mut sparse, base)
+        let (output, entries) = self
+            .write_tar(&mut sparse)
             .map_err(io_error("cannot write", tar_path))?;
         sparse
             .finish()
             .map_err(io_error("cannot write", tar_path))?;
+        let inputs = self.inputs(base);
         let mut manifest_file =
             AtomicFile::create(manifest_path).map_err(io_error("cannot create", manifest_path))?;
-        let mut json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-        json.push(b'\n');
-        manifest_file
-            .write_all(&json)
+        let manifest = ManifestOut {
+            schema: SCHEMA,
+            tool: &tool_info(),
+            source_date_epoch: self.epoch.seconds(),
+            inputs: &inputs,
+            output: &output,
+            entries: writer::ManifestEntries(&self.tree),
+        };
+        let mut json = BufWriter::with_capacity(1 << 20, manifest_file.file());
+        serde_json::to_writer_pretty(&mut json, &manifest)
+            .map_err(io::Error::from)
+            .and_then(|()| json.write_all(b"\n"))
+            .and_then(|()| json.flush())
             .map_err(io_error("cannot write", manifest_path))?;
+        drop(json);
         tar_file
             .commit()
             .map_err(io_error("cannot write", tar_path))?;
@@ -319,9 +339,18 @@ impl RootfsBuilder {
             });
         }
         Ok(BuildReport {
-            manifest,
+            inputs,
+            output,
+            entries,
             unmatched_removals: self.unmatched_removals,
         })
+    }
+}
+
+fn tool_info() -> ToolInfo {
+    ToolInfo {
+        name: TOOL_NAME.to_string(),
+        version: icos_common::TOOLS_VERSION.to_string(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Applies one uncompressed layer tar stream onto the tree, with OCI whiteout semantics.
 
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 
 use base64::Engine as _;
 use icos_common::tarread::{self, RawEntry, ReadError, TarReader};
@@ -25,7 +25,10 @@ pub(crate) fn apply(
     reader: &mut dyn Read,
 ) -> Result<(), RootfsError> {
     tree.begin_step();
-    let mut archive = TarReader::new(reader);
+    // Headers are read 512 bytes at a time: unbuffered, that is a system call per header (the
+    // docker-archive member reader reads with pread). Large contents bypass the buffer.
+    let mut buffered = BufReader::with_capacity(1 << 20, reader);
+    let mut archive = TarReader::new(&mut buffered as &mut dyn Read);
     let mut last_entry: Option<String> = None;
     let read_error = |last: &Option<String>, source: io::Error| RootfsError::LayerRead {
         layer: layer.to_string(),
@@ -149,13 +152,13 @@ fn apply_entry(
         Some(value) => parse_pax_time(value)?,
         None => header.mtime().map_err(bad_header("mtime"))?,
     };
-    let meta = Meta {
+    let meta = Meta::new(
         mode,
-        uid: uid.into(),
-        gid: gid.into(),
-        mtime: mtime.min(tree.epoch()),
-        xattrs: collect_xattrs(&pax)?,
-    };
+        uid,
+        gid,
+        mtime.min(tree.epoch()),
+        collect_xattrs(&pax)?,
+    );
 
     let kind = match entry_type {
         EntryType::Directory => Kind::Dir,
@@ -201,7 +204,7 @@ fn apply_entry(
             }
             let text = String::from_utf8(raw)
                 .map_err(|_| EntryProblem::BadSymlinkTarget("not valid UTF-8"))?;
-            Kind::Symlink(text)
+            Kind::Symlink(text.into())
         }
         EntryType::Char | EntryType::Block => {
             let major = header
@@ -238,13 +241,10 @@ fn apply_entry(
     } else {
         meta
     };
-    let meta = match kind {
-        Kind::Symlink(_) => Meta {
-            mode: 0o777,
-            ..meta
-        }, // symlink permissions mean nothing on Linux
-        _ => meta,
-    };
+    let mut meta = meta;
+    if matches!(kind, Kind::Symlink(_)) {
+        meta.mode = 0o777; // symlink permissions mean nothing on Linux
+    }
     tree.put(&target, kind, meta)?;
     Ok(())
 }

@@ -25,6 +25,7 @@ pub mod manifest;
 mod path;
 mod source;
 mod spec;
+mod spool;
 mod tree;
 mod writer;
 

@@ -114,3 +114,64 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub xattrs: BTreeMap<String, String>,
 }
+
+/// Serializes exactly as [`Manifest`] does (same fields, same order), with `entries` any sequence:
+/// the builder streams them from its tree instead of collecting a million of them first.
+#[derive(Serialize)]
+pub(crate) struct ManifestOut<'a, E: Serialize> {
+    pub schema: &'a str,
+    pub tool: &'a ToolInfo,
+    pub source_date_epoch: u64,
+    pub inputs: &'a Inputs,
+    pub output: &'a OutputInfo,
+    pub entries: E,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_streamed_form_serializes_like_the_manifest() {
+        let entry = Entry {
+            path: "/etc/x".into(),
+            kind: EntryType::File,
+            mode: "0644".into(),
+            uid: 1,
+            gid: 2,
+            mtime: 3,
+            size: Some(4),
+            sha256: Some(Digest::of(b"x")),
+            target: None,
+            major: None,
+            minor: None,
+            xattrs: [("user.a".to_string(), "00".to_string())].into(),
+        };
+        let manifest = Manifest {
+            schema: SCHEMA.into(),
+            tool: ToolInfo {
+                name: TOOL_NAME.into(),
+                version: "1".into(),
+            },
+            source_date_epoch: 5,
+            inputs: Inputs::default(),
+            output: OutputInfo {
+                sha256: Digest::of(b"tar"),
+                size: 6,
+            },
+            entries: vec![entry.clone(), entry],
+        };
+        let streamed = ManifestOut {
+            schema: &manifest.schema,
+            tool: &manifest.tool,
+            source_date_epoch: manifest.source_date_epoch,
+            inputs: &manifest.inputs,
+            output: &manifest.output,
+            entries: &manifest.entries[..],
+        };
+        assert_eq!(
+            serde_json::to_string_pretty(&streamed).unwrap(),
+            serde_json::to_string_pretty(&manifest).unwrap()
+        );
+    }
+}

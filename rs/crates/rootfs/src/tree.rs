@@ -1,10 +1,11 @@
 //! The flattened filesystem under construction: a sorted map from path to node, plus the
-//! regular-file contents kept in one spool file. Memory grows with the number of entries only.
+//! regular-file contents kept in one spool file. Memory grows with the number of entries only,
+//! and each entry is kept small (a million entries are a real layer's size, see
+//! `scripts/bench-fs-shapes.sh`): the path once, boxed; no map for absent xattrs; 32-bit ids.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read};
+use std::ops::Bound;
 use std::path::Path;
 
 use icos_common::Digest;
@@ -12,18 +13,38 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::EntryProblem;
 use crate::path;
+use crate::spool::{ContentReader, Spool};
 
 pub(crate) type Xattrs = BTreeMap<String, Vec<u8>>;
 
 /// Attributes kept for every entry (atime/ctime are never kept).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Meta {
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
     /// Already clamped to SOURCE_DATE_EPOCH.
     pub mtime: u64,
-    pub xattrs: Xattrs,
+    /// None when there are none (most entries): an empty map would still cost 24 bytes.
+    xattrs: Option<Box<Xattrs>>,
+    pub mode: u32,
+    /// Tar readers refuse ids past 32 bits, and the spec's are 32-bit.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Meta {
+    pub fn new(mode: u32, uid: u32, gid: u32, mtime: u64, xattrs: Xattrs) -> Self {
+        Meta {
+            mtime,
+            xattrs: (!xattrs.is_empty()).then(|| Box::new(xattrs)),
+            mode,
+            uid,
+            gid,
+        }
+    }
+
+    /// Extended attributes in name order.
+    pub fn xattrs(&self) -> impl Iterator<Item = (&String, &Vec<u8>)> {
+        self.xattrs.iter().flat_map(|map| map.iter())
+    }
 }
 
 /// A regular file's content and attributes; hardlinks share one inode.
@@ -39,7 +60,7 @@ pub(crate) enum Kind {
     Dir,
     /// Index into [`Tree::inodes`]; the attributes live in the inode.
     File(usize),
-    Symlink(String),
+    Symlink(Box<str>),
     Char {
         major: u32,
         minor: u32,
@@ -82,20 +103,10 @@ pub(crate) struct Node {
     pub group: Option<u32>,
 }
 
-/// Append-only store of file contents: one anonymous temporary file (unlinked at creation, so it
-/// never shows up in the output directory and vanishes even if the process is killed).
-struct Spool {
-    file: File,
-    len: u64,
-}
-
-const COPY_BUFFER: usize = 1 << 20;
-
 pub(crate) struct Tree {
-    pub nodes: BTreeMap<String, Node>,
+    pub nodes: BTreeMap<Box<str>, Node>,
     pub inodes: Vec<Inode>,
     spool: Spool,
-    buffer: Vec<u8>,
     epoch: u64,
     step: u32,
     /// Whiteouts and opaque directories already applied in this step: a second one finds no
@@ -110,10 +121,10 @@ pub(crate) type SpoolResult = Result<usize, u64>;
 
 impl Tree {
     pub fn new(spool_dir: &Path, epoch: u64) -> io::Result<Self> {
-        let file = tempfile::tempfile_in(spool_dir)?;
+        let spool = Spool::new(spool_dir)?;
         let mut nodes = BTreeMap::new();
         nodes.insert(
-            String::new(),
+            Box::from(""),
             Node {
                 kind: Kind::Dir,
                 meta: implicit_dir_meta(epoch),
@@ -124,8 +135,7 @@ impl Tree {
         Ok(Tree {
             nodes,
             inodes: Vec::new(),
-            spool: Spool { file, len: 0 },
-            buffer: vec![0; COPY_BUFFER],
+            spool,
             epoch,
             step: 0,
             hidden_this_step: HashSet::new(),
@@ -151,21 +161,9 @@ impl Tree {
         expected: u64,
         meta: Meta,
     ) -> io::Result<SpoolResult> {
-        let offset = self.spool.len;
+        let offset = self.spool.len();
         let mut hasher = Sha256::new();
-        let mut copied = 0u64;
-        loop {
-            let n = match reader.read(&mut self.buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&self.buffer[..n]);
-            (&self.spool.file).write_all(&self.buffer[..n])?;
-            copied += n as u64;
-        }
-        self.spool.len += copied;
+        let copied = self.spool.append(reader, &mut hasher)?;
         if copied != expected {
             return Ok(Err(copied));
         }
@@ -178,24 +176,9 @@ impl Tree {
         Ok(Ok(self.inodes.len() - 1))
     }
 
-    /// Streams an inode's content out of the spool through `buffer` (positional reads, so the
-    /// spool needs no seeking).
-    pub fn copy_content(
-        &self,
-        inode: &Inode,
-        buffer: &mut Vec<u8>,
-        out: &mut dyn Write,
-    ) -> io::Result<()> {
-        buffer.resize(COPY_BUFFER, 0);
-        let mut position = inode.offset;
-        let end = inode.offset + inode.size;
-        while position < end {
-            let n = buffer.len().min((end - position) as usize);
-            self.spool.file.read_exact_at(&mut buffer[..n], position)?;
-            out.write_all(&buffer[..n])?;
-            position += n as u64;
-        }
-        Ok(())
+    /// Reads contents back for the output, in any order (fastest in the spool's own).
+    pub fn content_reader(&self) -> ContentReader<'_> {
+        ContentReader::new(&self.spool)
     }
 
     pub fn meta_of<'a>(&'a self, node: &'a Node) -> &'a Meta {
@@ -241,7 +224,7 @@ impl Tree {
                 step: self.step,
                 group: None,
             };
-            self.nodes.insert(ancestor.to_string(), node);
+            self.nodes.insert(Box::from(ancestor), node);
         }
         Ok(true)
     }
@@ -274,7 +257,7 @@ impl Tree {
             step,
             group: None,
         };
-        self.nodes.insert(path.to_string(), node);
+        self.nodes.insert(Box::from(path), node);
         Ok(())
     }
 
@@ -351,14 +334,11 @@ impl Tree {
         include_self: bool,
         keep_step: Option<u32>,
     ) -> usize {
-        let descendants: Vec<String> = if root.is_empty() {
+        let descendants: Vec<Box<str>> = if root.is_empty() {
             self.nodes.keys().skip(1).cloned().collect()
         } else {
-            // Children of "a" are exactly the keys in ["a/", "a0"): '0' follows '/' in ASCII.
-            let low = format!("{root}/");
-            let high = format!("{root}0");
             self.nodes
-                .range(low..high)
+                .range::<str, _>(children_range(root).as_bounds())
                 .map(|(k, _)| k.clone())
                 .collect()
         };
@@ -366,7 +346,7 @@ impl Tree {
         let mut removed = 0;
         // Reverse sorted order visits every descendant of a path before the path itself.
         for key in descendants.iter().rev() {
-            let keep = needed.contains(key.as_str())
+            let keep = needed.contains(&**key)
                 || keep_step.is_some_and(|s| self.nodes.get(key).is_some_and(|n| n.step == s));
             if keep {
                 needed.insert(path::parent(key));
@@ -389,18 +369,32 @@ impl Tree {
         if dir.is_empty() {
             return self.nodes.len() > 1;
         }
-        let low = format!("{dir}/");
-        let high = format!("{dir}0");
-        self.nodes.range(low..high).next().is_some()
+        self.nodes
+            .range::<str, _>(children_range(dir).as_bounds())
+            .next()
+            .is_some()
+    }
+}
+
+/// The keys below directory `dir` are exactly those in ["dir/", "dir0"): '0' follows '/' in ASCII.
+struct ChildrenRange {
+    low: String,
+    high: String,
+}
+
+fn children_range(dir: &str) -> ChildrenRange {
+    ChildrenRange {
+        low: format!("{dir}/"),
+        high: format!("{dir}0"),
+    }
+}
+
+impl ChildrenRange {
+    fn as_bounds(&self) -> (Bound<&str>, Bound<&str>) {
+        (Bound::Included(&self.low), Bound::Excluded(&self.high))
     }
 }
 
 pub(crate) fn implicit_dir_meta(epoch: u64) -> Meta {
-    Meta {
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime: epoch,
-        xattrs: Xattrs::new(),
-    }
+    Meta::new(0o755, 0, 0, epoch, Xattrs::new())
 }

@@ -10,8 +10,10 @@ use std::collections::hash_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
+use serde::{Serialize, Serializer};
+
 use crate::manifest::{Entry, EntryType};
-use crate::tree::{Kind, Meta, Tree};
+use crate::tree::{Inode, Kind, Meta, Tree};
 
 const BLOCK: usize = 512;
 /// Largest uid/gid/device number a 7-digit octal ustar field holds, plus one.
@@ -20,6 +22,72 @@ const USTAR_ID_LIMIT: u64 = 1 << 21;
 const USTAR_SIZE_LIMIT: u64 = 1 << 33;
 /// Name of the PAX extended header members: fixed, so it depends on nothing.
 const PAX_HEADER_NAME: &[u8] = b"./@PaxHeader";
+
+/// One entry of the output, as the tar and the manifest both describe it.
+struct Resolved<'a> {
+    path: &'a str,
+    meta: &'a Meta,
+    what: What<'a>,
+}
+
+enum What<'a> {
+    Dir,
+    /// The first (bytewise-smallest) path of an inode carries its data...
+    File(&'a Inode),
+    /// ...and its other paths link to that one.
+    Hardlink(&'a str),
+    Symlink(&'a str),
+    Char {
+        major: u32,
+        minor: u32,
+    },
+    Block {
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
+}
+
+/// The tree's entries in bytewise path order, hardlinks resolved. Walked twice (tar, then the
+/// manifest) rather than collected: the manifest of a million entries would not fit the memory
+/// budget next to the tree.
+fn resolved(tree: &Tree) -> impl Iterator<Item = Resolved<'_>> {
+    let mut first_path: Vec<Option<&str>> = vec![None; tree.inodes.len()];
+    // Likewise for hardlink groups of symlinks, devices and fifos: the first path is the entry of
+    // its type, the others link to it.
+    let mut first_in_group: HashMap<u32, &str> = HashMap::new();
+    tree.nodes.iter().map(move |(path, node)| {
+        let group_first = node
+            .group
+            .and_then(|group| match first_in_group.entry(group) {
+                Slot::Occupied(first) => Some(*first.get()),
+                Slot::Vacant(slot) => {
+                    slot.insert(path);
+                    None
+                }
+            });
+        let what = match (&node.kind, group_first) {
+            (_, Some(first)) => What::Hardlink(first),
+            (Kind::Dir, _) => What::Dir,
+            (Kind::File(inode), _) => match first_path[*inode] {
+                Some(first) => What::Hardlink(first),
+                None => {
+                    first_path[*inode] = Some(path);
+                    What::File(&tree.inodes[*inode])
+                }
+            },
+            (Kind::Symlink(target), _) => What::Symlink(target),
+            (&Kind::Char { major, minor }, _) => What::Char { major, minor },
+            (&Kind::Block { major, minor }, _) => What::Block { major, minor },
+            (Kind::Fifo, _) => What::Fifo,
+        };
+        Resolved {
+            path,
+            meta: tree.meta_of(node),
+            what,
+        }
+    })
+}
 
 struct Member<'a> {
     name: String,
@@ -31,121 +99,130 @@ struct Member<'a> {
     minor: u32,
 }
 
-/// Streams the tree as a tar to `out` in bytewise path order; returns the manifest entries.
-pub(crate) fn write_tar(tree: &Tree, out: &mut dyn Write) -> io::Result<Vec<Entry>> {
-    let mut entries = Vec::with_capacity(tree.nodes.len());
-    // The first (bytewise-smallest) path seen for each inode carries the data.
-    let mut first_path: Vec<Option<&str>> = vec![None; tree.inodes.len()];
-    // Likewise for hardlink groups of symlinks, devices and fifos: the first path is the entry
-    // of its type, the others are type `1` links to it.
-    let mut first_in_group: HashMap<u32, &str> = HashMap::new();
-    let mut buffer = Vec::new();
-    for (path, node) in &tree.nodes {
-        let meta = tree.meta_of(node);
-        let is_dir = node.kind == Kind::Dir;
-        let name = match (path.is_empty(), is_dir) {
+/// Streams the tree as a tar to `out` in bytewise path order; returns the number of entries.
+pub(crate) fn write_tar(tree: &Tree, out: &mut dyn Write) -> io::Result<usize> {
+    let mut contents = tree.content_reader();
+    let mut count = 0;
+    for entry in resolved(tree) {
+        let path = entry.path;
+        let name = match (path.is_empty(), matches!(entry.what, What::Dir)) {
             (true, _) => "./".to_string(),
             (false, true) => format!("./{path}/"),
             (false, false) => format!("./{path}"),
-        };
-        let mut manifest = Entry {
-            path: format!("/{path}"),
-            kind: EntryType::Dir,
-            mode: format!("{:04o}", meta.mode),
-            uid: meta.uid,
-            gid: meta.gid,
-            mtime: meta.mtime,
-            size: None,
-            sha256: None,
-            target: None,
-            major: None,
-            minor: None,
-            xattrs: BTreeMap::new(),
         };
         let mut member = Member {
             name,
             typeflag: b'5',
             link: String::new(),
-            meta,
+            meta: entry.meta,
             size: 0,
             major: 0,
             minor: 0,
         };
         let mut data = None;
-        let group_first = node
-            .group
-            .and_then(|group| match first_in_group.entry(group) {
-                Slot::Occupied(first) => Some(*first.get()),
-                Slot::Vacant(slot) => {
-                    slot.insert(path);
-                    None
-                }
-            });
-        let file_first = match node.kind {
-            Kind::File(inode_index) => first_path[inode_index],
-            _ => None,
-        };
-        if let Some(first) = group_first.or(file_first) {
-            member.typeflag = b'1';
-            member.link = format!("./{first}");
-            manifest.kind = EntryType::Hardlink;
-            manifest.target = Some(format!("/{first}"));
-        } else {
-            match &node.kind {
-                Kind::Dir => {}
-                Kind::File(inode_index) => {
-                    let inode = &tree.inodes[*inode_index];
-                    first_path[*inode_index] = Some(path);
-                    member.typeflag = b'0';
-                    member.size = inode.size;
-                    manifest.kind = EntryType::File;
-                    manifest.size = Some(inode.size);
-                    manifest.sha256 = Some(inode.sha256);
-                    data = Some(inode);
-                }
-                Kind::Symlink(target) => {
-                    member.typeflag = b'2';
-                    member.link = target.clone();
-                    manifest.kind = EntryType::Symlink;
-                    manifest.target = Some(target.clone());
-                }
-                Kind::Char { major, minor } | Kind::Block { major, minor } => {
-                    let is_char = matches!(node.kind, Kind::Char { .. });
-                    member.typeflag = if is_char { b'3' } else { b'4' };
-                    member.major = *major;
-                    member.minor = *minor;
-                    manifest.kind = if is_char {
-                        EntryType::Char
-                    } else {
-                        EntryType::Block
-                    };
-                    manifest.major = Some(*major);
-                    manifest.minor = Some(*minor);
-                }
-                Kind::Fifo => {
-                    member.typeflag = b'6';
-                    manifest.kind = EntryType::Fifo;
-                }
+        match entry.what {
+            What::Dir => {}
+            What::File(inode) => {
+                member.typeflag = b'0';
+                member.size = inode.size;
+                data = Some(inode);
             }
+            What::Hardlink(first) => {
+                member.typeflag = b'1';
+                member.link = format!("./{first}");
+            }
+            What::Symlink(target) => {
+                member.typeflag = b'2';
+                member.link = target.to_string();
+            }
+            What::Char { major, minor } | What::Block { major, minor } => {
+                member.typeflag = if matches!(entry.what, What::Char { .. }) {
+                    b'3'
+                } else {
+                    b'4'
+                };
+                member.major = major;
+                member.minor = minor;
+            }
+            What::Fifo => member.typeflag = b'6',
         }
         // Attributes belong to the inode: the data-carrying entry holds them, not its hardlinks.
         let with_xattrs = member.typeflag != b'1';
-        if with_xattrs {
-            manifest.xattrs = meta
-                .xattrs
-                .iter()
-                .map(|(k, v)| (k.clone(), hex::encode(v)))
-                .collect();
-        }
         write_member(out, &member, with_xattrs)?;
         if let Some(inode) = data {
-            tree.copy_content(inode, &mut buffer, out)?;
+            contents.copy(inode.offset, inode.size, out)?;
             pad(out, inode.size)?;
         }
-        entries.push(manifest);
+        count += 1;
     }
     out.write_all(&[0u8; 2 * BLOCK])?;
-    Ok(entries)
+    Ok(count)
+}
+
+fn manifest_entry(entry: &Resolved<'_>) -> Entry {
+    let path = entry.path;
+    let meta = entry.meta;
+    let mut manifest = Entry {
+        path: format!("/{path}"),
+        kind: EntryType::Dir,
+        mode: format!("{:04o}", meta.mode),
+        uid: meta.uid.into(),
+        gid: meta.gid.into(),
+        mtime: meta.mtime,
+        size: None,
+        sha256: None,
+        target: None,
+        major: None,
+        minor: None,
+        xattrs: BTreeMap::new(),
+    };
+    match entry.what {
+        What::Dir => {}
+        What::File(inode) => {
+            manifest.kind = EntryType::File;
+            manifest.size = Some(inode.size);
+            manifest.sha256 = Some(inode.sha256);
+        }
+        What::Hardlink(first) => {
+            manifest.kind = EntryType::Hardlink;
+            manifest.target = Some(format!("/{first}"));
+        }
+        What::Symlink(target) => {
+            manifest.kind = EntryType::Symlink;
+            manifest.target = Some(target.to_string());
+        }
+        What::Char { major, minor } | What::Block { major, minor } => {
+            manifest.kind = if matches!(entry.what, What::Char { .. }) {
+                EntryType::Char
+            } else {
+                EntryType::Block
+            };
+            manifest.major = Some(major);
+            manifest.minor = Some(minor);
+        }
+        What::Fifo => manifest.kind = EntryType::Fifo,
+    }
+    if !matches!(entry.what, What::Hardlink(_)) {
+        manifest.xattrs = meta
+            .xattrs()
+            .map(|(k, v)| (k.clone(), hex::encode(v)))
+            .collect();
+    }
+    manifest
+}
+
+/// The manifest entries of the tree, in tar order.
+pub(crate) fn manifest_entries(tree: &Tree) -> Vec<Entry> {
+    resolved(tree).map(|e| manifest_entry(&e)).collect()
+}
+
+/// Serializes as the manifest's `entries` array, one entry at a time.
+pub(crate) struct ManifestEntries<'a>(pub &'a Tree);
+
+impl Serialize for ManifestEntries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(resolved(self.0).map(|e| manifest_entry(&e)))
+    }
 }
 
 fn write_member(out: &mut dyn Write, member: &Member<'_>, with_xattrs: bool) -> io::Result<()> {
@@ -172,8 +249,8 @@ fn write_member(out: &mut dyn Write, member: &Member<'_>, with_xattrs: bool) -> 
             value
         }
     };
-    let uid = numeric("uid", meta.uid, USTAR_ID_LIMIT);
-    let gid = numeric("gid", meta.gid, USTAR_ID_LIMIT);
+    let uid = numeric("uid", meta.uid.into(), USTAR_ID_LIMIT);
+    let gid = numeric("gid", meta.gid.into(), USTAR_ID_LIMIT);
     let size = numeric("size", member.size, USTAR_SIZE_LIMIT);
     if u64::from(member.major) >= USTAR_ID_LIMIT || u64::from(member.minor) >= USTAR_ID_LIMIT {
         return Err(io::Error::new(
@@ -185,7 +262,7 @@ fn write_member(out: &mut dyn Write, member: &Member<'_>, with_xattrs: bool) -> 
         ));
     }
     if with_xattrs {
-        for (key, value) in &meta.xattrs {
+        for (key, value) in meta.xattrs() {
             pax.push((format!("SCHILY.xattr.{key}"), value.clone()));
         }
     }
@@ -340,13 +417,7 @@ mod tests {
 
     #[test]
     fn huge_sizes_and_ids_go_to_pax() {
-        let meta = Meta {
-            mode: 0o644,
-            uid: 1 << 21,
-            gid: 5,
-            mtime: 7,
-            xattrs: Default::default(),
-        };
+        let meta = Meta::new(0o644, 1 << 21, 5, 7, Default::default());
         let member = Member {
             name: "./big".into(),
             typeflag: b'0',

@@ -20,8 +20,16 @@ fn build_to_files(layers: &[Vec<u8>]) -> (tempfile::TempDir, Vec<u8>, String) {
     let report = builder.write(&tar_path, &manifest_path, None).unwrap();
     let tar = std::fs::read(&tar_path).unwrap();
     let json = std::fs::read_to_string(&manifest_path).unwrap();
-    assert_eq!(report.manifest.output.sha256, Digest::of(&tar));
-    assert_eq!(report.manifest.output.size, tar.len() as u64);
+    assert_eq!(report.output.sha256, Digest::of(&tar));
+    assert_eq!(report.output.size, tar.len() as u64);
+    // The file's entries are streamed from the tree; built in memory they are the same bytes.
+    let (in_memory_tar, manifest) = flatten(layers).unwrap();
+    assert_eq!(in_memory_tar, tar);
+    assert_eq!(report.entries, manifest.entries.len());
+    assert_eq!(
+        serde_json::to_string_pretty(&manifest).unwrap() + "\n",
+        json
+    );
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -7,11 +7,13 @@ use std::path::Path;
 
 use common::*;
 use icos_common::Digest;
-use icos_rootfs::{BuildReport, ImageSpec, RootfsBuilder};
+use icos_rootfs::{BuildReport, ImageSpec, Manifest, RootfsBuilder};
 
 struct Built {
     tar: Vec<u8>,
     report: BuildReport,
+    /// Read back from the manifest file.
+    manifest: Manifest,
 }
 
 fn build(
@@ -42,6 +44,8 @@ fn build(
         Ok(report) => Ok(Built {
             tar: std::fs::read(out.path().join("rootfs.tar")).unwrap(),
             report,
+            manifest: serde_json::from_slice(&std::fs::read(out.path().join("m.json")).unwrap())
+                .unwrap(),
         }),
         Err(e) => {
             assert_eq!(
@@ -175,7 +179,7 @@ target = "/etc/app.conf"
     assert_eq!(member(&all, "./etc/motd").2, 0o444);
     assert_eq!(member(&all, "./opt/app/conf").6, "/etc/app.conf");
 
-    let m = &built.report.manifest;
+    let m = &built.report;
     let spec_input = m.inputs.spec.as_ref().unwrap();
     assert_eq!(spec_input.sha256, Digest::of(spec.as_bytes()));
     assert!(spec_input.path.ends_with("image.toml"));
@@ -207,7 +211,8 @@ target = "/etc/app.conf"
         ]
     );
     assert_eq!(built.report.unmatched_removals, ["/nothing/here/*"]);
-    let ping = m
+    let ping = built
+        .manifest
         .entries
         .iter()
         .find(|e| e.path == "/usr/bin/ping")
@@ -247,7 +252,7 @@ fn spec_alone_builds_a_tree_and_source_root_moves_sources() {
         names(&built.tar),
         ["./", "./loader/", "./loader/loader.conf"]
     );
-    assert!(built.report.manifest.inputs.base.is_none());
+    assert!(built.report.inputs.base.is_none());
     // Without --source-root the path resolves beside the spec, where it does not exist.
     let err = build(spec_dir.path(), &[], spec, None).err().unwrap();
     assert!(
@@ -450,7 +455,7 @@ fn zeros_are_written_as_holes() {
         .write(&tar, &out.path().join("m.json"), None)
         .unwrap();
     let meta = std::fs::metadata(&tar).unwrap();
-    assert_eq!(meta.len(), report.manifest.output.size);
+    assert_eq!(meta.len(), report.output.size);
     assert!(meta.len() > size);
     assert!(
         meta.blocks() * 512 < 1 << 20,
@@ -461,7 +466,7 @@ fn zeros_are_written_as_holes() {
     // The bytes read back are the ones hashed.
     assert_eq!(
         Digest::of(&std::fs::read(&tar).unwrap()),
-        report.manifest.output.sha256
+        report.output.sha256
     );
     let listing = std::process::Command::new("tar")
         .args(["-xOf"])
