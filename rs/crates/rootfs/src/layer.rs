@@ -27,7 +27,7 @@ pub(crate) fn apply(
     tree.begin_step();
     // Headers are read 512 bytes at a time: unbuffered, that is a system call per header (the
     // docker-archive member reader reads with pread). Large contents bypass the buffer.
-    let mut buffered = BufReader::with_capacity(1 << 20, reader);
+    let mut buffered = BufReader::with_capacity(128 << 10, reader);
     let mut archive = TarReader::new(&mut buffered as &mut dyn Read);
     let mut last_entry: Option<String> = None;
     let read_error = |last: &Option<String>, source: io::Error| RootfsError::LayerRead {

@@ -13,7 +13,7 @@ use std::path::Path;
 use sha2::{Digest as _, Sha256};
 
 /// Size of a write batch, of the read-ahead window at its largest, and of one read of a large file.
-const BATCH: usize = 1 << 20;
+const BATCH: usize = 128 << 10;
 /// The first read-ahead after a jump; doubled while reads keep following the spool's order.
 const FIRST_READ_AHEAD: usize = 16 << 10;
 
