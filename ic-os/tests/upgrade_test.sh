@@ -8,7 +8,8 @@
 #     and the same update offered again is refused as a replay;
 #  2. boot B, a package with one flipped byte is refused, no reboot (A's old entry went before the
 #     write began: slot A is no longer bootable, B stays the default);
-#  3. boot B, apply N+2 into slot A (the leftover .efi.partial goes first), reboot into A, mark good.
+#     the failed apply leaves no .efi.partial on the ESP;
+#  3. boot B, apply N+2 into slot A, reboot into A, mark good.
 # Arguments: the default image's release directory; version N+1's, and the directory with its
 # manifest signed by the test release key; the same for N+2; the time limit per run in seconds.
 set -euo pipefail
@@ -19,45 +20,7 @@ limit=${6:-600}
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 log=$tmp/serial.log
 fail() { echo "FAIL: $*"; show_console "$log" 120; exit 1; }
-field() {
-  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1/update-manifest.json" "$2"
-}
-
-# What a mirror serves, here on a disk: the package, the manifest and its signature.
-# delivery RELEASE SIGNED OUT [flip]
-delivery() {
-  local d=$tmp/$(basename "$3").d
-  mkdir -p "$d"
-  cmp "$2/update-manifest.json" "$1/update-manifest.json" || fail "$2 signed another manifest"
-  cp "$2/update-manifest.json" "$2/update-manifest.json.minisig" "$1/update-img.tar.zst" "$d/"
-  chmod u+w "$d"/*
-  if [[ ${4:-} == flip ]]; then
-    python3 - "$d/update-img.tar.zst" <<'PY'
-import os, sys
-p = sys.argv[1]
-with open(p, "r+b") as f:
-    f.seek(os.path.getsize(p) // 2)
-    b = f.read(1)
-    f.seek(-1, 1)
-    f.write(bytes([b[0] ^ 0x40]))
-PY
-  fi
-  tar -cf "$3" -C "$d" update-manifest.json update-manifest.json.minisig update-img.tar.zst
-}
-
-# in_order STEP...: each string appears in the console, after the previous one.
-in_order() {
-  python3 - "$log" "$@" <<'PY' || fail "the console does not show the steps in order"
-import sys
-text = open(sys.argv[1], "rb").read().decode("utf-8", "replace")
-at = 0
-for s in sys.argv[2:]:
-    i = text.find(s, at)
-    if i < 0:
-        sys.exit(f"missing, after offset {at}: {s}")
-    at = i + len(s)
-PY
-}
+source "$here/upgrade_lib.sh"
 
 run() {
   local update=$1 start=$SECONDS
@@ -69,9 +32,11 @@ run() {
 
 n=$(field "$old" version) n1=$(field "$new" version) n2=$(field "$newer" version)
 a=$(field "$old" root_hash) b=$(field "$new" root_hash) c=$(field "$newer" root_hash)
-delivery "$new" "$signed" "$tmp/v$n1.tar"
-delivery "$newer" "$signed2" "$tmp/v$n2-flipped.tar" flip
-delivery "$newer" "$signed2" "$tmp/v$n2.tar"
+cmp "$signed/update-manifest.json" "$new/update-manifest.json" || fail "$signed signed another manifest"
+cmp "$signed2/update-manifest.json" "$newer/update-manifest.json" || fail "$signed2 signed another manifest"
+delivery "$new/update-img.tar.zst" "$signed" "$tmp/v$n1.tar"
+delivery "$newer/update-img.tar.zst" "$signed2" "$tmp/v$n2-flipped.tar" flip
+delivery "$newer/update-img.tar.zst" "$signed2" "$tmp/v$n2.tar"
 tar --zstd -xf "$old/disk-img.tar.zst" -C "$tmp"
 vars=$tmp/vars.fd
 cp "$ovmf_vars" "$vars"
@@ -98,19 +63,21 @@ in_order \
   "ICOS-UPGRADE icos-upgrade: error: update package (standard input): "
 ! grep -aq "ICOS-UPGRADE-REBOOT" "$log" || fail "the tampered package was accepted"
 grep -a "ICOS-UPGRADE icos-upgrade: error" "$log"
+# The failed apply took its partial UKI away again; A's entry went before the write began.
+[[ "$(esp_entries "$tmp/disk.img")" == "icos_$n1.efi " ]] || fail "the ESP's entries are: $(esp_entries "$tmp/disk.img")"
 
 echo "--- 3: B ($n1) -> A ($n2)"
 run "$tmp/v$n2.tar"
 in_order \
   "root_b (vda5) verified by root_b_verity (vda6), root hash $b" \
   "ICOS-VERSION icos $n1" "ICOS-BOOT-OK" \
-  "ICOS-UPGRADE icos-upgrade: version $n2 written to root_a + root_a_verity and verified; next boot: icos_$n2+3.efi (3 tries); removed icos_$n2.efi.partial" \
+  "ICOS-UPGRADE icos-upgrade: version $n2 written to root_a + root_a_verity and verified; next boot: icos_$n2+3.efi (3 tries)" \
   "ICOS-UPGRADE-REBOOT" \
   "root_a (vda3) verified by root_a_verity (vda4), root hash $c" \
   "ICOS-VERSION icos $n2" "ICOS-BOOT-OK" \
   "ICOS-UPGRADE icos-upgrade: version $n2 marked good: icos_$n2+2-1.efi -> icos_$n2.efi" \
   "ICOS-UPGRADE icos-upgrade: error: refused, nothing was written: replay: version $n2 is the version this node runs"
 
-entries=$(mdir -b -i "$tmp/disk.img@@1M" ::/EFI/Linux | sed 's|.*/||' | sort | tr '\n' ' ')
+entries=$(esp_entries "$tmp/disk.img")
 [[ "$entries" == "icos_$n1.efi icos_$n2.efi " ]] || fail "the ESP's entries are: $entries"
 echo "PASS: A ($n) -> B ($n1) -> A ($n2) with boot counting and mark-good; replays and a tampered package refused; ESP: $entries"

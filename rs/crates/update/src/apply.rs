@@ -177,11 +177,27 @@ pub fn apply(
     source_name: &str,
     stall: Duration,
 ) -> Result<Applied, UpdateError> {
+    apply_reporting(disk, running, m, source, source_name, stall, &mut |_| {})
+}
+
+/// [`apply`], calling `writing` with the inactive slot once every check that comes before
+/// writing passed, just before the first byte is written (a node's log shows when the slot
+/// stopped being what it was).
+pub fn apply_reporting(
+    disk: &Disk,
+    running: &Running,
+    m: &UpdateManifest,
+    source: Box<dyn Read + Send>,
+    source_name: &str,
+    stall: Duration,
+    writing: &mut dyn FnMut(&SlotPair),
+) -> Result<Applied, UpdateError> {
     let (active, inactive, esp_part) = preflight(disk, running, m)?;
     debug_assert!(inactive.data != active.data && inactive.hash != active.hash);
 
     // Entries of other versions boot the slot about to be overwritten (or nothing): remove them
     // first, so no entry ever points at a half-written slot.
+    writing(&inactive);
     let esp = Esp::open(&esp_part, true)?;
     let mut removed = Vec::new();
     for e in esp.entries()? {
@@ -194,6 +210,42 @@ pub fn apply(
         }
     }
     let partial = format!("{}_{}{PARTIAL_SUFFIX}", m.image_id, m.version);
+    // From here on the ESP may hold the partial UKI: whatever fails, it goes again, so a failed
+    // apply leaves no trace on the ESP beyond the stale entries it removed on purpose.
+    let entry = match write_and_switch(
+        esp,
+        &esp_part,
+        &inactive,
+        m,
+        &partial,
+        source,
+        source_name,
+        stall,
+    ) {
+        Ok(entry) => entry,
+        Err(e) => return Err(discard_partial(&esp_part, &partial, e)),
+    };
+    Ok(Applied {
+        slot: inactive.data.name,
+        hash_slot: inactive.hash.name,
+        entry,
+        removed,
+    })
+}
+
+/// Streams the package into the inactive slot and `/EFI/Linux/<partial>`, checks what landed and
+/// renames the UKI to its boot-counted name, which it returns. `esp` is open for writing.
+#[allow(clippy::too_many_arguments)]
+fn write_and_switch(
+    esp: Esp,
+    esp_part: &PartRef,
+    inactive: &SlotPair,
+    m: &UpdateManifest,
+    partial: &str,
+    source: Box<dyn Read + Send>,
+    source_name: &str,
+    stall: Duration,
+) -> Result<String, UpdateError> {
     let write_err = |p: &PartRef| {
         let label = p.label();
         move |source| UpdateError::Io {
@@ -210,7 +262,7 @@ pub fn apply(
         .open_write()
         .map_err(write_err(&inactive.hash))?;
     {
-        let mut uki = esp.create_file(&partial)?;
+        let mut uki = esp.create_file(partial)?;
         let mut sinks = [
             Sink {
                 target: format!("{} /EFI/Linux/{partial}", esp_part.label()),
@@ -268,9 +320,9 @@ pub fn apply(
         source,
     })?;
 
-    let esp = Esp::open(&esp_part, true)?;
+    let esp = Esp::open(esp_part, true)?;
     let signed = m.member(MEMBERS[0]).expect("checked");
-    let (sha, size) = esp.hash_file(&partial)?;
+    let (sha, size) = esp.hash_file(partial)?;
     if sha != signed.sha256 || size != signed.size {
         return Err(UpdateError::ReadBack {
             what: format!("{} /EFI/Linux/{partial}", esp_part.label()),
@@ -280,14 +332,28 @@ pub fn apply(
     }
     // The switch: the entry appears under a name systemd-boot lists, with tries left.
     let entry = format!("{}_{}+{TRIES}.efi", m.image_id, m.version);
-    esp.rename(&partial, &entry)?;
+    esp.rename(partial, &entry)?;
     esp.close()?;
-    Ok(Applied {
-        slot: inactive.data.name,
-        hash_slot: inactive.hash.name,
-        entry,
-        removed,
-    })
+    Ok(entry)
+}
+
+/// After a failed write: removes `/EFI/Linux/<partial>` if it is there, and returns `error`
+/// (naming the leftover too when it could not be removed).
+fn discard_partial(esp_part: &PartRef, partial: &str, error: UpdateError) -> UpdateError {
+    let removed = Esp::open(esp_part, true).and_then(|esp| {
+        if esp.entries()?.iter().any(|e| e == partial) {
+            esp.remove(partial)?;
+        }
+        esp.close()
+    });
+    match removed {
+        Ok(()) => error,
+        Err(cleanup) => UpdateError::Leftover {
+            error: Box::new(error),
+            partial: format!("{} /{}/{partial}", esp_part.label(), crate::esp::LINUX_DIR),
+            cleanup,
+        },
+    }
 }
 
 /// What `mark-good` found.

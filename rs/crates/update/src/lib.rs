@@ -21,8 +21,8 @@
 //! 6. only then the switch: the UKI is renamed `<id>_<version>+3.efi`, which systemd-boot boots
 //!    first and counts down; [`apply::mark_good`] after a good boot drops the counter.
 //!
-//! Any error before step 6 leaves the ESP without a new entry, so the running entry stays the
-//! default. The active slot is never opened for writing.
+//! Any error before step 6 leaves the ESP without a new entry (the `.efi.partial` goes again), so
+//! the running entry stays the default. The active slot is never opened for writing.
 
 pub mod apply;
 pub mod esp;
@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use icos_common::open_regular;
 
-pub use apply::{apply, mark_good, Applied, Marked, Running};
+pub use apply::{apply, apply_reporting, mark_good, Applied, Marked, Running};
 pub use manifest::{read_signed, UpdateManifest, Version};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,12 @@ pub enum UpdateError {
     },
     #[error("{0}")]
     Build(String),
+    #[error("{error}; and {partial} is left over: {cleanup}")]
+    Leftover {
+        error: Box<UpdateError>,
+        partial: String,
+        cleanup: esp::EspError,
+    },
 }
 
 /// The update manifest of `package` (built by icos-pack from `uki` and the root's two images):

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use icos_node::disk::Disk;
 use icos_sign::PublicKey;
-use icos_update::{apply, mark_good, read_signed, Marked, Running};
+use icos_update::{apply_reporting, mark_good, read_signed, Marked, Running};
 use icos_verity::RootHash;
 
 #[derive(Parser)]
@@ -117,13 +117,20 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("cannot open {}", package.display()))?;
                 (Box::new(f), package.display().to_string())
             };
-            let done = apply(
+            let version = m.version.clone();
+            let done = apply_reporting(
                 &disk,
                 &running,
                 &m,
                 source,
                 &name,
                 Duration::from_secs(stall_timeout),
+                &mut |slot| {
+                    eprintln!(
+                        "icos-upgrade: version {version} checked; writing it to {} + {}",
+                        slot.data.name, slot.hash.name
+                    )
+                },
             )?;
             eprintln!(
                 "icos-upgrade: version {} written to {} + {} and verified; next boot: {} ({} tries){}",
