@@ -7,13 +7,13 @@
 #  2. no delivery: systemd-boot tries the new entry three times (+3 -> +2-1 -> +1-2 -> +0-3), each
 #     boot refused by the initramfs; with no tries left the entry sorts last, slot A boots again
 #     and its entry, still good, stays the default.
-# Arguments: the default image's release directory, the unbootable one's, the time limit per run.
+# Arguments: the default image's release directory, the unbootable one's, the directory with its
+# manifest signed by the test release key, the time limit per run in seconds.
 set -euo pipefail
 here=$(dirname "$0")
 source "$here/qemu.sh"
-old=$PWD/$1 new=$PWD/$2
-limit=${3:-300}
-signed=$PWD/$here/unbootable_signed
+old=$PWD/$1 new=$PWD/$2 signed=$PWD/$3
+limit=${4:-300}
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 log=$tmp/serial.log
 fail() { echo "FAIL: $*"; show_console "$log" 120; exit 1; }

@@ -12,13 +12,13 @@
 #     icos-upgrade announced its write, before it reported it done (power loss mid-write).
 #  3. slot A boots again (its entry is still the default), the same N+1 applies, and slot B boots
 #     it through dm-verity and marks it good.
-# Arguments: the default image's release directory, version N+1's, the time limit per run (s).
+# Arguments: the default image's release directory, version N+1's, the directory holding the
+# signed manifests (icos_test_signed targets), the time limit per run in seconds.
 set -euo pipefail
 here=$(dirname "$0")
 source "$here/qemu.sh"
-old=$PWD/$1 new=$PWD/$2
-limit=${3:-300}
-signed=$PWD/$here
+old=$PWD/$1 new=$PWD/$2 signed=$PWD/$3
+limit=${4:-300}
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 log=$tmp/serial.log
 fail() { echo "FAIL: $*"; show_console "$log" 120; exit 1; }
@@ -89,7 +89,7 @@ in_order "${booted_a[@]}" \
   "ICOS-UPGRADE-FROM /dev/vdb" "$refusal update package (standard input): " \
   "ICOS-UPGRADE-FROM /dev/vdc" "$refusal update package (standard input): " "truncated" \
   "ICOS-UPGRADE-FROM /dev/vdd" \
-  "$refusal the written slot root_b (vda5) + root_b_verity does not verify against the signed root hash, the boot entry is unchanged" \
+  "$refusal the written slot root_b (/dev/vda5) + root_b_verity does not verify against the signed root hash, the boot entry is unchanged" \
   "ICOS-UPGRADE-FROM /dev/vde" "icos-upgrade: version $n1 checked; writing it to root_b + root_b_verity"
 ! grep -aq "version $n1 written to" "$log" || fail "QEMU was killed after the write, not during it"
 grep -a "$refusal" "$log"

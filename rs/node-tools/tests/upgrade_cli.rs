@@ -92,6 +92,11 @@ fn apply_from_stdin_then_mark_good() {
     a.extend(node(&osrel1, &v1.root_hash));
     let (ok, err) = run("apply", a, Some(&std::fs::read(&v2.package).unwrap()));
     assert!(ok, "{err}");
+    // The write is announced before it starts (a console shows whether the slot was touched).
+    assert!(
+        err.starts_with("icos-upgrade: version 2 checked; writing it to root_b + root_b_verity\n"),
+        "{err}"
+    );
     assert!(err.contains("version 2 written to root_b + root_b_verity and verified; next boot: icos_2+3.efi (3 tries)"), "{err}");
 
     let osrel2 = fx.path("os-release-2");
