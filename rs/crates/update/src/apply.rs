@@ -212,7 +212,16 @@ pub fn apply_reporting(
     let partial = format!("{}_{}{PARTIAL_SUFFIX}", m.image_id, m.version);
     // From here on the ESP may hold the partial UKI: whatever fails, it goes again, so a failed
     // apply leaves no trace on the ESP beyond the stale entries it removed on purpose.
-    let entry = match write_and_switch(esp, &esp_part, &inactive, m, &partial, source, source_name, stall) {
+    let entry = match write_and_switch(
+        esp,
+        &esp_part,
+        &inactive,
+        m,
+        &partial,
+        source,
+        source_name,
+        stall,
+    ) {
         Ok(entry) => entry,
         Err(e) => return Err(discard_partial(&esp_part, &partial, e)),
     };
