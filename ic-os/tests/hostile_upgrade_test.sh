@@ -54,7 +54,7 @@ echo "run 1 took $((SECONDS - start)) s"
 cp "$log" "$tmp/run1.log"
 in_order "${booted_a[@]}" \
   "ICOS-UPGRADE-FROM /dev/vdb" \
-  "$refusal the update manifest's signature does not verify, nothing was written: signature /var/lib/icos/update/update-manifest.json.minisig was made by key ID" \
+  "$refusal the update manifest's signature does not verify, nothing was written: signature update-manifest.json.minisig was made by key ID" \
   "wrong key" \
   "ICOS-UPGRADE-FROM /dev/vdc" \
   "$refusal refused, nothing was written: replay: version $n is the version this node runs" \
