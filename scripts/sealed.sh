@@ -42,22 +42,22 @@ for name in cc c89 c99 gcc gcc-12 x86_64-linux-gnu-gcc-12 c++ g++ g++-12 cpp cpp
   ld ld.bfd ld.gold ld.lld x86_64-linux-gnu-ld x86_64-linux-gnu-ld.bfd x86_64-linux-gnu-ld.gold \
   as x86_64-linux-gnu-as ar x86_64-linux-gnu-ar ranlib rustc cargo; do
   for dir in /usr/bin /usr/local/bin /bin; do
-    [[ -e "$dir/$name" ]] && realpath "$dir/$name"
+    if [[ -e "$dir/$name" ]]; then realpath "$dir/$name"; fi
   done
 done | sort -u >"$jail/hidden-tools"
 for f in /usr/lib/x86_64-linux-gnu/{crt1.o,Scrt1.o,crti.o,crtn.o,libc.so,libc_nonshared.a,libm.so}; do
-  [[ -e "$f" ]] && realpath "$f"
+  if [[ -e "$f" ]]; then realpath "$f"; fi
 done >"$jail/hidden-files"
 {
   echo /usr/include
   echo /usr/lib/gcc
   # Every user's rustup and cargo binaries (builder B runs as another user).
   for home in /root /home/*; do
-    for d in "$home/.cargo/bin" "$home/.rustup"; do [[ -d "$d" ]] && echo "$d"; done
+    for d in "$home/.cargo/bin" "$home/.rustup"; do if [[ -d "$d" ]]; then echo "$d"; fi; done
   done
 } >"$jail/hidden-dirs"
 echo "sealed: hiding $(wc -l <"$jail/hidden-tools") host tools, $(wc -l <"$jail/hidden-files") C library files," \
-  "$(tr '\n' ' ' <"$jail/hidden-dirs"); network ${net:+cut}${net:-up}" >&2
+  "$(tr '\n' ' ' <"$jail/hidden-dirs"); network $( ((${#net[@]})) && echo cut || echo up)" >&2
 
 status=0
 unshare --mount "${net[@]}" --fork env JAIL="$jail" NETWORK="${net[*]:-}" bash -s -- "$@" <<'EOF' || status=$?
