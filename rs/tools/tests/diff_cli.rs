@@ -71,8 +71,8 @@ fn a_missing_directory_exits_2_naming_it() {
         (
             2,
             String::new(),
-            "icos-diff: error: comparing a with nope: nope: not a directory (give two release \
-             directories, e.g. bazel-bin/ic-os of two builds)\n"
+            "icos-diff: error: comparing a with nope: cannot read nope: No such file or directory \
+             (os error 2)\n"
                 .into()
         )
     );
