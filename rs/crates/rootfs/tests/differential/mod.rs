@@ -273,3 +273,23 @@ pub fn sha(data: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(data))
 }
+
+/// The verdict on a build the generator also judged: `Ok(true)` when the writer built an image
+/// that must now be checked, `Ok(false)` for an expected refusal that left no image behind, and
+/// an error for a refusal of another kind, a leftover image or an accepted tree it must refuse.
+pub fn verdict(built: Result<(), String>, expected: &[&str], img: &Path) -> Result<bool, String> {
+    match built {
+        Err(e) if expected.iter().any(|w| e.contains(w)) => {
+            if img.exists() {
+                Err(format!("refused ({e}) but left {}", img.display()))
+            } else {
+                Ok(false)
+            }
+        }
+        Err(e) => Err(format!("refused, expected {expected:?}: {e}")),
+        Ok(()) if !expected.is_empty() => {
+            Err(format!("accepted a tree it must refuse: {expected:?}"))
+        }
+        Ok(()) => Ok(true),
+    }
+}
