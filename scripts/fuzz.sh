@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the parsers of untrusted input (AFL++ through cargo-afl, stable Rust).
-# Targets are the binaries of rs/fuzz (harnesses in rs/fuzz/src/lib.rs, seeds in rs/fuzz/corpus).
+# Targets are the binaries of rs/fuzz (harnesses in rs/crates/fuzz-harness, seeds in rs/fuzz/corpus).
 #
 #   scripts/fuzz.sh TARGET [SECONDS]   fuzz one target (default 60 s); resumes its earlier findings
 #   scripts/fuzz.sh --all SECONDS      every target in turn, SECONDS each

@@ -85,7 +85,6 @@ clippy_test() {
 }
 stage clippy-test clippy_test
 if ! $quick; then
-  stage fuzz-smoke scripts/fuzz.sh --smoke
   stage bazel-test bazel test "${ci_flags[@]}" //...
   stage registry-e2e ci/registry-e2e.sh
   stage release-e2e ci/release-e2e.sh

@@ -1,4 +1,4 @@
-//! Fuzz target: see [`icos_fuzz::deb`].
+//! Fuzz target: see [`icos_fuzz_harness::deb`].
 fn main() {
-    afl::fuzz!(|data: &[u8]| icos_fuzz::deb(data));
+    afl::fuzz!(|data: &[u8]| icos_fuzz_harness::deb(data));
 }

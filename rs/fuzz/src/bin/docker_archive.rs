@@ -1,4 +1,4 @@
-//! Fuzz target: see [`icos_fuzz::docker_archive`].
+//! Fuzz target: see [`icos_fuzz_harness::docker_archive`].
 fn main() {
-    afl::fuzz!(|data: &[u8]| icos_fuzz::docker_archive(data));
+    afl::fuzz!(|data: &[u8]| icos_fuzz_harness::docker_archive(data));
 }

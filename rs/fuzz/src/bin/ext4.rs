@@ -1,4 +1,4 @@
-//! Fuzz target: see [`icos_fuzz::ext4`].
+//! Fuzz target: see [`icos_fuzz_harness::ext4`].
 fn main() {
-    afl::fuzz!(|data: &[u8]| icos_fuzz::ext4(data));
+    afl::fuzz!(|data: &[u8]| icos_fuzz_harness::ext4(data));
 }

@@ -1,4 +1,4 @@
-//! Fuzz target: see [`icos_fuzz::gpt`].
+//! Fuzz target: see [`icos_fuzz_harness::gpt`].
 fn main() {
-    afl::fuzz!(|data: &[u8]| icos_fuzz::gpt(data));
+    afl::fuzz!(|data: &[u8]| icos_fuzz_harness::gpt(data));
 }

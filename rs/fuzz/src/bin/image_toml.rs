@@ -1,4 +1,4 @@
-//! Fuzz target: see [`icos_fuzz::image_toml`].
+//! Fuzz target: see [`icos_fuzz_harness::image_toml`].
 fn main() {
-    afl::fuzz!(|data: &[u8]| icos_fuzz::image_toml(data));
+    afl::fuzz!(|data: &[u8]| icos_fuzz_harness::image_toml(data));
 }

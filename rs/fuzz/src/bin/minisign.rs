@@ -1,4 +1,4 @@
-//! Fuzz target: see [`icos_fuzz::minisign`].
+//! Fuzz target: see [`icos_fuzz_harness::minisign`].
 fn main() {
-    afl::fuzz!(|data: &[u8]| icos_fuzz::minisign(data));
+    afl::fuzz!(|data: &[u8]| icos_fuzz_harness::minisign(data));
 }

@@ -1,4 +1,4 @@
-//! Fuzz target: see [`icos_fuzz::oci_layout`].
+//! Fuzz target: see [`icos_fuzz_harness::oci_layout`].
 fn main() {
-    afl::fuzz!(|data: &[u8]| icos_fuzz::oci_layout(data));
+    afl::fuzz!(|data: &[u8]| icos_fuzz_harness::oci_layout(data));
 }

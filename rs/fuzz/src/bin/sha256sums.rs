@@ -1,4 +1,4 @@
-//! Fuzz target: see [`icos_fuzz::sha256sums`].
+//! Fuzz target: see [`icos_fuzz_harness::sha256sums`].
 fn main() {
-    afl::fuzz!(|data: &[u8]| icos_fuzz::sha256sums(data));
+    afl::fuzz!(|data: &[u8]| icos_fuzz_harness::sha256sums(data));
 }

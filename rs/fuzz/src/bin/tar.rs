@@ -1,4 +1,4 @@
-//! Fuzz target: see [`icos_fuzz::tar`].
+//! Fuzz target: see [`icos_fuzz_harness::tar`].
 fn main() {
-    afl::fuzz!(|data: &[u8]| icos_fuzz::tar(data));
+    afl::fuzz!(|data: &[u8]| icos_fuzz_harness::tar(data));
 }

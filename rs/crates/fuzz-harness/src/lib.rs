@@ -1,4 +1,7 @@
 //! The fuzz harnesses: one function per parser of untrusted input, each taking the fuzzer's bytes.
+//! AFL++ drives them from the binaries of `rs/fuzz` (a workspace of its own, for the instrumented
+//! build); here, in the main workspace, `cargo test` replays every seed of `rs/fuzz/corpus` through
+//! them, so each CI run checks the harnesses and the seeds without a second, instrumented compile.
 //! A harness must never panic, hang or allocate without bound on any input; errors are the expected
 //! outcome. Parsers that read files get the bytes through a private temporary directory.
 //!
@@ -305,10 +308,15 @@ pub fn ext4(data: &[u8]) {
 mod tests {
     use super::*;
 
+    /// The seeds AFL++ starts from, kept beside its targets.
+    fn corpus() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus")
+    }
+
     /// Every seed of every target runs through its harness without AFL.
     #[test]
     fn seeds_replay() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+        let root = corpus();
         for (name, run) in TARGETS {
             let dir = root.join(name);
             let mut n = 0;
@@ -324,7 +332,7 @@ mod tests {
     /// The OCI seeds are valid images: the fuzzer starts past the digest and size checks.
     #[test]
     fn oci_seeds_open() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+        let root = corpus();
         for seed in [
             "oci_layout/manifest",
             "oci_layout/index",
