@@ -18,6 +18,13 @@ command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 passed=0
 failed=0
 failures=()
+finish() {
+  echo
+  ((failed == 0)) || echo "failed stages: ${failures[*]}"
+  echo "stages: $passed passed, $failed failed (${SECONDS} s)"
+  cd "$root"
+  exit $((failed > 0))
+}
 stage() {
   local name=$1
   shift
@@ -34,46 +41,55 @@ stage() {
   fi
 }
 
-if ! $quick; then
-  # One remote cache for the whole run (a local BuildGrid): the first build compiles the tools and
-  # every later stage that need not be cold takes them from here. The one cold build that proves
-  # something (the determinism check's builder B, sealed: no network, no host toolchain) never
-  # uses it.
-  ci_cache_dir=$(mktemp -d /tmp/icos-ci-cache.XXXXXX)
-  ICOS_CI_REMOTE_CACHE=$(ci/buildgrid.sh start "$ci_cache_dir")
-  export ICOS_CI_REMOTE_CACHE
-  trap 'ci/buildgrid.sh stop "$ci_cache_dir"; rm -rf "$ci_cache_dir"' EXIT
-  echo "test: the run's remote cache: $ICOS_CI_REMOTE_CACHE"
-fi
-source ci/lib.sh
-
-if ! $quick; then
-  # The Debian image's base (mmdebstrap and docker: mostly network and disk) is made in the
-  # background while the Rust tools compile; the debian-image stage waits for it.
-  debian_base_dir=$(mktemp -d /tmp/icos-debian-base.XXXXXX)
-  chmod 0755 "$debian_base_dir" # builder B, another user, reads the archive
-  trap 'ci/buildgrid.sh stop "$ci_cache_dir"; rm -rf "$ci_cache_dir" "$debian_base_dir"' EXIT
-  scripts/make-debian-base.sh "$debian_base_dir/base.tar" >"$debian_base_dir/base.ref" 2>"$debian_base_dir/make.log" &
-  debian_base_pid=$!
-fi
-# The Debian stage: its base, then ci/debian-image.sh; ICOS_DEBIAN_BASE stays set, so the
-# determinism stage's builder B builds the Debian image too (the tools compile once for both).
-debian_image() {
-  local start=$SECONDS
-  wait "$debian_base_pid" || { cat "$debian_base_dir/make.log" >&2; return 1; }
-  echo "test: the Debian base was ready $((SECONDS - start)) s after this stage began (made in the background)"
-  grep "^make-debian-base: times" "$debian_base_dir/make.log" || true
-  ICOS_DEBIAN_BASE=$(tail -n 1 "$debian_base_dir/base.ref")
-  export ICOS_DEBIAN_BASE
-  ci/debian-image.sh --skip-two-builders
+# Two cores are kept busy by three lanes, since most stages use one core at a time (QEMU under TCG,
+# Bazel's own client and server) while the compiles use both:
+#   - this shell: the Bazel stages, in the checkout's output base, one after the other;
+#   - clippy-test (cargo, its own target directory), started first;
+#   - the Debian base, then the determinism check's builder B: the one cold build that proves
+#     something (sealed: no network, no host toolchain; from a snapshot of the checkout taken
+#     before any stage edits it). The determinism stage at the end builds A and compares.
+# A lane's output is printed when it is joined, as one stage.
+lanes=$(mktemp -d /tmp/icos-test-lanes.XXXXXX)
+chmod 0755 "$lanes" # builder B, another user, reads the Debian base archive
+cleanup() {
+  [[ -z "${ci_cache_dir:-}" ]] || ci/buildgrid.sh stop "$ci_cache_dir"
+  [[ ! -d "$lanes/determinism" ]] || ci/determinism.sh --cleanup "$lanes/determinism" >/dev/null 2>&1 || true
+  rm -rf "${ci_cache_dir:-}" "$lanes"
+}
+trap cleanup EXIT
+declare -A lane_pid lane_start
+# lane NAME CMD...: runs CMD in the background, its output in $lanes/NAME.log.
+lane() {
+  local name=$1
+  shift
+  lane_start[$name]=$SECONDS
+  "$@" >"$lanes/$name.log" 2>&1 &
+  lane_pid[$name]=$!
+}
+# join_lane NAME: waits for the lane and reports it as a stage.
+join_lane() {
+  local name=$1 status=0
+  wait "${lane_pid[$name]}" || status=$?
+  echo
+  echo "=== $name (ran beside the other stages)"
+  cat "$lanes/$name.log"
+  if ((status == 0)); then
+    passed=$((passed + 1))
+    echo "=== $name: ok ($((SECONDS - lane_start[$name])) s since it started)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "=== $name: FAILED ($((SECONDS - lane_start[$name])) s since it started)"
+  fi
 }
 
 stage fmt cargo fmt --manifest-path rs/Cargo.toml --all -- --check
 # Clippy and the tests in one compile: clippy-driver as the workspace's rustc wrapper is what
 # `cargo clippy` runs, and here it also emits the code the tests run. Dependencies are cargo's
 # --cap-lints allow, so -D warnings reaches our crates only. Saves a second cold compile of the
-# workspace (about 2 minutes on 2 cores); `cargo clippy --all-targets -- -D warnings` stays the
-# developer's command and finds the same lints.
+# workspace; `cargo clippy --all-targets -- -D warnings` stays the developer's command and finds
+# the same lints. The tests include the replay of every fuzz seed (crates/fuzz-harness); the
+# instrumented AFL++ build is scripts/fuzz.sh's, not CI's.
 clippy_test() {
   local -x RUSTC_WORKSPACE_WRAPPER RUSTFLAGS="${RUSTFLAGS:-} -D warnings"
   RUSTC_WORKSPACE_WRAPPER=$(command -v clippy-driver)
@@ -83,24 +99,59 @@ clippy_test() {
     "${cargo[@]}" --lib --bins --tests &&
     "${cargo[@]}" --doc
 }
-stage clippy-test clippy_test
-if ! $quick; then
-  stage bazel-test bazel test "${ci_flags[@]}" //...
-  stage registry-e2e ci/registry-e2e.sh
-  stage release-e2e ci/release-e2e.sh
-  stage pin-rerun ci/pin-rerun.sh
-  stage cache-check ci/cache-check.sh
-  stage spec-escape ci/spec-escape.sh
-  stage remote-cache ci/remote-cache.sh
-  stage debian-image debian_image
-  stage tool-rerun ci/tool-rerun.sh
-  stage determinism ci/determinism.sh
+if $quick; then
+  stage clippy-test clippy_test
+  finish
 fi
 
-echo
-if ((failed)); then
-  echo "failed stages: ${failures[*]}"
-fi
-echo "stages: $passed passed, $failed failed"
-cd "$root"
-((failed == 0))
+# One remote cache for the whole run (a local BuildGrid): the first build compiles the tools and
+# every later stage that need not be cold takes them from here. Builder B never uses it.
+ci_cache_dir=$(mktemp -d /tmp/icos-ci-cache.XXXXXX)
+ICOS_CI_REMOTE_CACHE=$(ci/buildgrid.sh start "$ci_cache_dir")
+export ICOS_CI_REMOTE_CACHE
+echo "test: the run's remote cache: $ICOS_CI_REMOTE_CACHE"
+source ci/lib.sh
+
+# Builder B's sources, before tool-rerun, cache-check and the others edit the checkout.
+mkdir "$lanes/source"
+git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$lanes/source"
+
+# The Debian image's base (mmdebstrap and docker: mostly network and disk), then builder B, which
+# builds the Debian image too (its tools compile once for both).
+debian_base_then_builder_b() {
+  local start=$SECONDS
+  scripts/make-debian-base.sh "$lanes/base.tar" >"$lanes/base.ref" 2>"$lanes/make-base.log" ||
+    { cat "$lanes/make-base.log"; echo failed >"$lanes/base.status"; return 1; }
+  echo ok >"$lanes/base.status"
+  echo "test: the Debian base took $((SECONDS - start)) s"
+  grep "^make-debian-base: times" "$lanes/make-base.log" || true
+  ICOS_DEBIAN_BASE=$(tail -n 1 "$lanes/base.ref") ci/determinism.sh --builder-b "$lanes/determinism" "$lanes/source"
+}
+lane clippy-test clippy_test
+lane builder-b debian_base_then_builder_b
+
+# The Debian stage waits for its base, then runs ci/debian-image.sh; ICOS_DEBIAN_BASE stays set
+# for the determinism stage.
+debian_image() {
+  local start=$SECONDS
+  while [[ ! -s "$lanes/base.status" ]]; do sleep 2; done
+  [[ $(cat "$lanes/base.status") == ok ]] || { echo "test: the Debian base failed (see builder-b)" >&2; return 1; }
+  echo "test: waited $((SECONDS - start)) s for the Debian base"
+  ICOS_DEBIAN_BASE=$(tail -n 1 "$lanes/base.ref")
+  export ICOS_DEBIAN_BASE
+  ci/debian-image.sh --skip-two-builders
+}
+
+stage bazel-test bazel test "${ci_flags[@]}" //...
+stage registry-e2e ci/registry-e2e.sh
+stage release-e2e ci/release-e2e.sh
+stage pin-rerun ci/pin-rerun.sh
+stage cache-check ci/cache-check.sh
+stage spec-escape ci/spec-escape.sh
+stage remote-cache ci/remote-cache.sh
+stage debian-image debian_image
+join_lane clippy-test # before tool-rerun edits a source file the tests compile
+stage tool-rerun ci/tool-rerun.sh
+join_lane builder-b
+stage determinism ci/determinism.sh --compare "$lanes/determinism"
+finish

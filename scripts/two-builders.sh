@@ -4,6 +4,7 @@
 #
 #   scripts/two-builders.sh [--work DIR] [--keep] [--inject-nondeterminism] [--target LABEL]...
 #                           [--release-dir DIR] [--user-remote-cache URL] [--sealed]
+#                           [--builder-b-only] [--source DIR]
 #
 # Example: scripts/two-builders.sh --sealed --target //ic-os:image
 #
@@ -30,6 +31,12 @@
 #                              hidden, in a throwaway output base), then builds in a fresh output
 #                              base from that cache alone. One cold build proves both the build's
 #                              hermeticity and its determinism.
+#   --builder-b-only           build with builder B only and keep DIR (implies --keep): a later run
+#                              with the same --work builds A and compares, B's build then being a
+#                              no-op. Lets B's cold build run beside other work (scripts/test.sh).
+#   --source DIR               builder B's sources: every file of DIR, a snapshot of this checkout
+#                              taken before other jobs edit it (default: this checkout's
+#                              git-tracked and untracked, not-ignored files)
 #
 # Builder A is this checkout with its usual Bazel output base (so a warm cache makes it cheap);
 # builder B starts from nothing. What differs between them:
@@ -58,6 +65,8 @@ cleanup_only=false
 inject=false
 user_remote_cache=""
 sealed=false
+b_only=false
+source_dir=""
 targets=()
 release_dir=""
 while (($#)); do
@@ -70,6 +79,8 @@ while (($#)); do
     --release-dir) release_dir=$2; shift 2 ;;
     --user-remote-cache) user_remote_cache=$2; shift 2 ;;
     --sealed) sealed=true; shift ;;
+    --builder-b-only) b_only=true; keep=true; shift ;;
+    --source) source_dir=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "two-builders: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -155,7 +166,11 @@ trap cleanup EXIT
 # directory is refreshed in place, so a kept disorderfs view of it stays valid.
 mkdir -p "$b_real"
 find "$b_real" -mindepth 1 -delete
-(cd "$here" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$b_real"
+if [[ -n "$source_dir" ]]; then
+  tar -C "$source_dir" -cf - . | tar -xf - -C "$b_real"
+else
+  (cd "$here" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$b_real"
+fi
 if $inject; then
   log "injecting nondeterminism: builder B's ic-os/files/motd carries the current time"
   date '+built at %s.%N' >>"$b_real/ic-os/files/motd"
@@ -185,11 +200,13 @@ else
   ln -s "$b_real" "$b_src"
 fi
 
-start=$SECONDS
-log "builder A: $a_src as $(id -un), umask 0022, TZ=UTC, --jobs=1"
-read -r -a a_flags <<<"${BUILDER_A_FLAGS:-}"
-as_a bazel build --config=ci "${a_flags[@]}" --jobs=1 "${targets[@]}" //toolchains/rust:tools
-log "builder A done in $((SECONDS - start)) s"
+if ! $b_only; then
+  start=$SECONDS
+  log "builder A: $a_src as $(id -un), umask 0022, TZ=UTC, --jobs=1"
+  read -r -a a_flags <<<"${BUILDER_A_FLAGS:-}"
+  as_a bazel build --config=ci "${a_flags[@]}" --jobs=1 "${targets[@]}" //toolchains/rust:tools
+  log "builder A done in $((SECONDS - start)) s"
+fi
 start=$SECONDS
 # B's bazel; in the jail the server is shut down before the jail ends (a later client outside it
 # could not reach a server inside). $1: the output base.
@@ -224,6 +241,10 @@ b_bazel "$b_base" build --config=ci --jobs=2 --disk_cache= --noremote_accept_cac
 cached=$(python3 "$a_src/ci/exec_log.py" cached "$work/b/exec.json" | wc -l)
 ((cached == 0)) || { log "builder B took $cached results from a cache: the check is void"; exit 2; }
 log "builder B done in $((SECONDS - start)) s: $(python3 "$a_src/ci/exec_log.py" executed "$work/b/exec.json" | wc -l) actions executed, none from a cache"
+if $b_only; then
+  log "builder B only: $work kept; run again with --work $work to build A and compare"
+  exit 0
+fi
 
 # Copy the release files out of each output tree (bazel-bin is a symlink into the output base).
 collect() {
