@@ -32,7 +32,9 @@ pub use atomic::AtomicFile;
 pub use digest::{Digest, DigestError};
 pub use distinct::check_distinct;
 pub use epoch::{EpochError, SourceDateEpoch};
-pub use hashing::{sha256_file, sha256_reader, HashingReader, HashingWriter};
+pub use hashing::{
+    sha256_file, sha256_reader, BackgroundSha256, HashingReader, HashingWriter, StreamHasher,
+};
 pub use safe_open::{open_regular, open_regular_nofollow, NotRegular};
 pub use size::parse_size;
 

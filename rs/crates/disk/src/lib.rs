@@ -588,7 +588,8 @@ pub fn write_disk(plan: &Plan, out: &Path) -> Result<DiskReport, DiskError> {
 
     let mut file = AtomicFile::create(out).map_err(wr)?;
     let file_ref: &File = file.file();
-    let mut disk = HashingWriter::new(SparseWriter::new(file_ref));
+    // The whole disk is hashed on a second core while this one copies the partitions.
+    let mut disk = HashingWriter::background(SparseWriter::new(file_ref));
     disk.write_all(&protective_mbr(plan)).map_err(wr)?;
     disk.write_all(&header(plan, entries_crc, true))
         .map_err(wr)?;

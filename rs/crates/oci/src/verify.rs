@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, BufReader, Read};
 
-use icos_common::{Digest, HashingReader};
+use icos_common::{Digest, HashingReader, StreamHasher};
 
 use crate::media::Compression;
 
@@ -54,8 +54,13 @@ impl<R: Read> VerifyingReader<R> {
     pub fn new(inner: R, expected: Digest, size: u64, label: String) -> Self {
         // One byte more than declared, so an over-long blob is noticed instead of silently cut.
         let limited = inner.take(size.saturating_add(1));
+        // A layer's digest is computed on a second core while this one unpacks it; a small blob
+        // (a manifest, a config) is hashed inline.
         VerifyingReader {
-            inner: Some(HashingReader::new(limited)),
+            inner: Some(HashingReader::with_hasher(
+                limited,
+                StreamHasher::for_len(size),
+            )),
             expected,
             size,
             label,

@@ -278,7 +278,7 @@ fn write_archive(
         path: out.to_path_buf(),
         source,
     };
-    let hashed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let hashed = HashingWriter::background(BufWriter::with_capacity(1 << 20, file));
     let mut enc = zstd::stream::write::Encoder::new(hashed, LEVEL).map_err(wr)?;
     enc.multithread(workers).map_err(wr)?;
     enc.include_checksum(true).map_err(wr)?;

@@ -265,7 +265,8 @@ impl RootfsBuilder {
 
     /// Writes the tar, hashing it on the way; returns its digest and size, and its entry count.
     fn write_tar(&self, out: impl Write) -> io::Result<(OutputInfo, usize)> {
-        let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+        // The digest is computed on a second core while this one writes the tar.
+        let mut hashing = HashingWriter::background(BufWriter::with_capacity(1 << 20, out));
         let entries = writer::write_tar(&self.tree, &mut hashing)?;
         let (buffered, sha256, size) = hashing.finish();
         buffered.into_inner().map_err(|e| e.into_error())?.flush()?;

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use sha2::{Digest as _, Sha256};
+use icos_common::StreamHasher;
 
 /// Size of a write batch, of the read-ahead window at its largest, and of one read of a large file.
 const BATCH: usize = 128 << 10;
@@ -43,7 +43,7 @@ impl Spool {
     }
 
     /// Appends everything `reader` yields, feeding it to `hasher` too; returns the byte count.
-    pub fn append(&mut self, reader: &mut dyn Read, hasher: &mut Sha256) -> io::Result<u64> {
+    pub fn append(&mut self, reader: &mut dyn Read, hasher: &mut StreamHasher) -> io::Result<u64> {
         let mut copied = 0u64;
         loop {
             if self.tail_len == self.tail.len() {
@@ -150,7 +150,9 @@ mod tests {
         let mut places = Vec::new();
         for part in parts {
             let offset = spool.len();
-            let n = spool.append(&mut &part[..], &mut Sha256::new()).unwrap();
+            let n = spool
+                .append(&mut &part[..], &mut StreamHasher::for_len(0))
+                .unwrap();
             places.push((offset, n));
         }
         (dir, spool, places)

@@ -8,8 +8,7 @@ use std::io::{self, Read};
 use std::ops::Bound;
 use std::path::Path;
 
-use icos_common::Digest;
-use sha2::{Digest as _, Sha256};
+use icos_common::{Digest, StreamHasher};
 
 use crate::error::EntryProblem;
 use crate::path;
@@ -162,7 +161,8 @@ impl Tree {
         meta: Meta,
     ) -> io::Result<SpoolResult> {
         let offset = self.spool.len();
-        let mut hasher = Sha256::new();
+        // A big file is hashed on the second core while this one copies it.
+        let mut hasher = StreamHasher::for_len(expected);
         let copied = self.spool.append(reader, &mut hasher)?;
         if copied != expected {
             return Ok(Err(copied));
@@ -171,7 +171,7 @@ impl Tree {
             meta,
             offset,
             size: copied,
-            sha256: Digest::from_bytes(hasher.finalize().into()),
+            sha256: hasher.finish(),
         });
         Ok(Ok(self.inodes.len() - 1))
     }
