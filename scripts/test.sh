@@ -18,10 +18,17 @@ command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 passed=0
 failed=0
 failures=()
+# Busy and total CPU time of the whole machine so far, in clock ticks (/proc/stat's first line).
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
+read -r busy_at_start all_at_start < <(cpu_ticks)
 finish() {
   echo
   ((failed == 0)) || echo "failed stages: ${failures[*]}"
-  echo "stages: $passed passed, $failed failed (${SECONDS} s)"
+  local busy all hz
+  read -r busy all < <(cpu_ticks)
+  hz=$(getconf CLK_TCK)
+  echo "stages: $passed passed, $failed failed (${SECONDS} s; the $(nproc) cores were busy" \
+    "$(((busy - busy_at_start) * 100 / (all - all_at_start + 1)))% of it: $(((busy - busy_at_start) / hz)) core-seconds)"
   cd "$root"
   exit $((failed > 0))
 }
