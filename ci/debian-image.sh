@@ -6,7 +6,8 @@
 #     manifest must record that pin;
 #  3. bazel test //ic-os/debian:boot_test: systemd reaches multi-user.target under QEMU + OVMF on
 #     the verified read-only root, the docker layer's unit prints its marker;
-#  4. icos-sign sbom of the image: pyspdxtools validates it; its Debian packages are exactly those
+#  4. a signed release of the image (scripts/release.sh --image //ic-os/debian:image) verified with
+#     stock minisign and sha256sum; its SBOM: pyspdxtools validates it; its Debian packages are exactly those
 #     dpkg-query lists from the image's own status database (name, version, architecture, purl);
 #     libcap2-bin, which the docker build layer installed, is annotated as added by that layer and
 #     e2fsprogs, which it purged, as removed;
@@ -75,9 +76,15 @@ sed 's/\x1b\[[0-9;]*m//g; s/\r//g' bazel-testlogs/ic-os/debian/boot_test/test.lo
 spdx_venv=${ICOS_SPDX_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/icos/spdx-venv}
 [[ -x "$spdx_venv/bin/pyspdxtools" ]] || fail "pyspdxtools missing in $spdx_venv: run scripts/setup.sh"
 sbom_check() {
-  bazel-bin/toolchains/rust/tools/icos-sign sbom --rootfs "$release/image_rootfs.tar" \
-    --rootfs-manifest "$release/rootfs.manifest.json" --name icos-debian --base "$ICOS_DEBIAN_BASE" \
-    --out "$work/sbom.spdx.json"
+  local tools=bazel-bin/toolchains/rust/tools signed=$work/release
+  "$tools/icos-sign" keygen --secret-key "$work/release.key" --public-key "$work/release.pub" --unencrypted >/dev/null
+  scripts/release.sh "$signed" --image //ic-os/debian:image --secret-key "$work/release.key" >"$work/release.log" 2>&1 ||
+    { cat "$work/release.log" >&2; fail "scripts/release.sh could not release the Debian image"; }
+  (cd "$signed" && for f in SHA256SUMS build-manifest.json update-manifest.json provenance.intoto.json sbom.spdx.json; do
+    minisign -Vqm "$f" -p "$work/release.pub" || exit 1
+  done && sha256sum -c --strict --quiet SHA256SUMS) || fail "stock minisign and sha256sum do not verify the Debian release"
+  echo "debian-image: the signed release verifies with stock minisign and sha256sum"
+  cp "$signed/sbom.spdx.json" "$work/sbom.spdx.json"
   "$spdx_venv/bin/pyspdxtools" -i "$work/sbom.spdx.json" || fail "pyspdxtools rejects the SBOM"
   mkdir -p "$work/dpkg"
   tar -xOf "$release/image_rootfs.tar" ./var/lib/dpkg/status >"$work/dpkg/status"
