@@ -64,6 +64,10 @@ stage() {
 lanes=$(mktemp -d /tmp/icos-test-lanes.XXXXXX)
 chmod 0755 "$lanes" # builder B, another user, reads the Debian base archive
 cleanup() {
+  # A lane still running (the run stopped early) goes first.
+  local pids
+  pids=$(jobs -pr)
+  [[ -z "$pids" ]] || kill $pids 2>/dev/null || true
   [[ -z "${ci_cache_dir:-}" ]] || ci/buildgrid.sh stop "$ci_cache_dir"
   [[ ! -d "$lanes/determinism" ]] || ci/determinism.sh --cleanup "$lanes/determinism" >/dev/null 2>&1 || true
   chmod -R u+w "$lanes" 2>/dev/null || true # Bazel's output trees are read-only
