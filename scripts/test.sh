@@ -32,20 +32,24 @@ finish() {
   cd "$root"
   exit $((failed > 0))
 }
+# record NAME STATUS TIMES: counts a finished stage and prints its verdict line.
+record() {
+  if (($2 == 0)); then
+    passed=$((passed + 1))
+    echo "=== $1: ok ($3)"
+  else
+    failed=$((failed + 1))
+    failures+=("$1")
+    echo "=== $1: FAILED ($3)"
+  fi
+}
 stage() {
-  local name=$1
+  local name=$1 start=$SECONDS status=0
   shift
   echo
   echo "=== $name: $*"
-  local start=$SECONDS
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "=== $name: ok ($((SECONDS - start)) s, ended at +$SECONDS s)"
-  else
-    failed=$((failed + 1))
-    failures+=("$name")
-    echo "=== $name: FAILED ($((SECONDS - start)) s, ended at +$SECONDS s)"
-  fi
+  "$@" || status=$?
+  record "$name" "$status" "$((SECONDS - start)) s, ended at +$SECONDS s"
 }
 
 # Two cores are kept busy by three lanes, since most stages use one core at a time (QEMU under TCG,
@@ -98,15 +102,7 @@ join_lane() {
   cat "$lanes/$name.log"
   local end=$SECONDS
   [[ ! -s "$lanes/$name.end" ]] || end=$(cat "$lanes/$name.end")
-  local took="$((end - lane_start[$name])) s, from +${lane_start[$name]} s to +$end s of the run"
-  if ((status == 0)); then
-    passed=$((passed + 1))
-    echo "=== $name: ok ($took)"
-  else
-    failed=$((failed + 1))
-    failures+=("$name")
-    echo "=== $name: FAILED ($took)"
-  fi
+  record "$name" "$status" "$((end - lane_start[$name])) s, from +${lane_start[$name]} s to +$end s of the run"
 }
 
 stage fmt cargo fmt --manifest-path rs/Cargo.toml --all -- --check
