@@ -135,18 +135,10 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: StreamHasher::Inline(Sha256::new()),
-            count: 0,
-        }
+        Self::with_hasher(inner, StreamHasher::Inline(Sha256::new()))
     }
 
-    /// Hashes on a second thread ([`BackgroundSha256`]): for streams of many MiB.
-    pub fn background(inner: R) -> Self {
-        Self::with_hasher(inner, StreamHasher::Background(BackgroundSha256::new()))
-    }
-
+    /// With a hasher of the caller's choice, e.g. [`StreamHasher::for_len`] of a blob's size.
     pub fn with_hasher(inner: R, hasher: StreamHasher) -> Self {
         HashingReader {
             inner,
@@ -272,7 +264,8 @@ mod tests {
             .collect();
         for len in [0, 1, BACKGROUND_BATCH - 1, BACKGROUND_BATCH, data.len()] {
             let part = &data[..len];
-            let mut r = HashingReader::background(part);
+            let mut r =
+                HashingReader::with_hasher(part, StreamHasher::Background(BackgroundSha256::new()));
             let mut out = Vec::new();
             // Odd read sizes: batches never line up with reads.
             let mut buf = vec![0u8; 70_001];
