@@ -3,14 +3,21 @@
 # (Starlark rules and the end-to-end image build with stock checkers), and the two-builder
 # determinism check. CI runs exactly this (.ci/run).
 #
-#   scripts/test.sh            everything
+#   scripts/test.sh            everything CI runs
 #   scripts/test.sh --quick    Rust checks and tests only
+#   scripts/test.sh --full     also ci/tool-rerun.sh, a third cold compile of the tools (before a
+#                              change to the CargoBuild rule, the toolchain pins or ci/ itself)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-quick=false
-[[ "${1:-}" == "--quick" ]] && quick=true
+quick=false full=false
+case "${1:-}" in
+  --quick) quick=true ;;
+  --full) full=true ;;
+  "") ;;
+  *) echo "usage: scripts/test.sh [--quick | --full]" >&2; exit 2 ;;
+esac
 
 scripts/setup.sh --deps-only
 command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
@@ -59,9 +66,10 @@ stage() {
 #   - the Debian base, then the determinism check's builder B: the one cold build that proves
 #     something (sealed: no network, no host toolchain; from a snapshot of the checkout taken
 #     before any stage edits it). The determinism stage at the end builds A and compares;
-#   - tool-rerun (its changed tool is a second cold compile), in a copy of that snapshot with its
-#     own output base, once the first build has filled the run's cache: it compiles while the
-#     QEMU tests and the one-core stages run.
+#   - with --full only, tool-rerun (its changed tool is a third cold compile, about 550 core-seconds
+#     on the CI machine, so CI leaves it out), in a copy of that snapshot with its own output base,
+#     once the first build has filled the run's cache: it compiles while the QEMU tests and the
+#     one-core stages run.
 # The side lanes run at a lower priority (nice 10): the Bazel stages are the longest chain, and the
 # side lanes fill the cores those leave idle. A lane's output is printed when it is joined, as one
 # stage.
@@ -176,7 +184,7 @@ tool_rerun() {
   (cd "$lanes/tool-rerun" && bazel shutdown) >/dev/null 2>&1 || true
   return $status
 }
-lane tool-rerun tool_rerun
+! $full || lane tool-rerun tool_rerun
 stage bazel-test bazel test "${ci_flags[@]}" //...
 stage registry-e2e ci/registry-e2e.sh
 stage release-e2e ci/release-e2e.sh
@@ -186,7 +194,7 @@ stage spec-escape ci/spec-escape.sh
 stage remote-cache ci/remote-cache.sh
 stage debian-image debian_image
 join_lane clippy-test
-join_lane tool-rerun
+! $full || join_lane tool-rerun
 join_lane builder-b
 stage determinism ci/determinism.sh --compare "$lanes/determinism"
 finish
