@@ -4,7 +4,7 @@
 #
 #   scripts/two-builders.sh [--work DIR] [--keep] [--inject-nondeterminism] [--target LABEL]...
 #                           [--release-dir DIR] [--user-remote-cache URL] [--sealed]
-#                           [--builder-b-only] [--source DIR]
+#                           [--builder-b-only | --reuse-b] [--source DIR]
 #
 # Example: scripts/two-builders.sh --sealed --target //ic-os:image
 #
@@ -32,8 +32,10 @@
 #                              base from that cache alone. One cold build proves both the build's
 #                              hermeticity and its determinism.
 #   --builder-b-only           build with builder B only and keep DIR (implies --keep): a later run
-#                              with the same --work builds A and compares, B's build then being a
-#                              no-op. Lets B's cold build run beside other work (scripts/test.sh).
+#                              with the same --work and --reuse-b builds A and compares. Lets B's
+#                              cold build run beside other work (scripts/test.sh).
+#   --reuse-b                  compare with the builder B that --builder-b-only kept in --work, as
+#                              it is (no second build; implies --keep)
 #   --source DIR               builder B's sources: every file of DIR, a snapshot of this checkout
 #                              taken before other jobs edit it (default: this checkout's
 #                              git-tracked and untracked, not-ignored files)
@@ -66,6 +68,7 @@ inject=false
 user_remote_cache=""
 sealed=false
 b_only=false
+reuse_b=false
 source_dir=""
 targets=()
 release_dir=""
@@ -80,6 +83,7 @@ while (($#)); do
     --user-remote-cache) user_remote_cache=$2; shift 2 ;;
     --sealed) sealed=true; shift ;;
     --builder-b-only) b_only=true; keep=true; shift ;;
+    --reuse-b) reuse_b=true; keep=true; shift ;;
     --source) source_dir=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "two-builders: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -162,14 +166,19 @@ if $cleanup_only; then
 fi
 trap cleanup EXIT
 
-# Builder B's sources: what git tracks plus untracked, not-ignored files of this checkout. The
-# directory is refreshed in place, so a kept disorderfs view of it stays valid.
-mkdir -p "$b_real"
-find "$b_real" -mindepth 1 -delete
-if [[ -n "$source_dir" ]]; then
-  tar -C "$source_dir" -cf - . | tar -xf - -C "$b_real"
+if $reuse_b; then
+  $inject && { echo "two-builders: --reuse-b and --inject-nondeterminism exclude each other" >&2; exit 2; }
+  [[ -L "$b_real/bazel-bin" ]] || { echo "two-builders: --reuse-b: no builder B kept in $work (run --builder-b-only first)" >&2; exit 2; }
 else
-  (cd "$here" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$b_real"
+  # Builder B's sources: what git tracks plus untracked, not-ignored files of this checkout. The
+  # directory is refreshed in place, so a kept disorderfs view of it stays valid.
+  mkdir -p "$b_real"
+  find "$b_real" -mindepth 1 -delete
+  if [[ -n "$source_dir" ]]; then
+    tar -C "$source_dir" -cf - . | tar -xf - -C "$b_real"
+  else
+    (cd "$here" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$b_real"
+  fi
 fi
 if $inject; then
   log "injecting nondeterminism: builder B's ic-os/files/motd carries the current time"
@@ -219,30 +228,36 @@ b_bazel() {
     as_b bazel --output_base="$base" "$@"
   fi
 }
-# A kept output base (a second run) has its repositories already: no downloads, no fetch phase.
-if $sealed && [[ -z "$(ls -A "$b_base")" ]]; then
-  fetch_base=$work/b/fetch-output-base
-  log "builder B: downloading the pinned inputs into its own repository cache (network up, host toolchain hidden)"
-  b_jail=("$a_src/scripts/sealed.sh" --keep-network)
-  b_bazel "$fetch_base" build --config=ci --nobuild "${targets[@]}"
-  chmod -R u+w "$fetch_base" && rm -rf "$fetch_base"
-  log "builder B: downloads done in $((SECONDS - start)) s"
+if $reuse_b; then
+  # The B that --builder-b-only built in this WORK, from its sources then: compared as it is,
+  # without a second Bazel server in the jail to find nothing to do.
+  log "builder B: reusing the build kept in $work"
+else
+  # A kept output base (a second run) has its repositories already: no downloads, no fetch phase.
+  if $sealed && [[ -z "$(ls -A "$b_base")" ]]; then
+    fetch_base=$work/b/fetch-output-base
+    log "builder B: downloading the pinned inputs into its own repository cache (network up, host toolchain hidden)"
+    b_jail=("$a_src/scripts/sealed.sh" --keep-network)
+    b_bazel "$fetch_base" build --config=ci --nobuild "${targets[@]}"
+    chmod -R u+w "$fetch_base" && rm -rf "$fetch_base"
+    log "builder B: downloads done in $((SECONDS - start)) s"
+  fi
+  b_flags=()
+  if $sealed; then
+    log "builder B builds sealed: no network (so no remote cache either), no host toolchain"
+    b_jail=("$a_src/scripts/sealed.sh")
+    b_flags=(--remote_cache=)
+  fi
+  log "builder B: $b_src as ${b_user:-$(id -un)}, umask 0077, TZ=Pacific/Chatham, fr_FR.UTF-8, --jobs=2"
+  # B builds everything itself: no cache is trusted, whatever the rc files configure.
+  b_bazel "$b_base" build --config=ci --jobs=2 --disk_cache= --noremote_accept_cached \
+    --noremote_upload_local_results "${b_flags[@]}" --execution_log_json_file="$work/b/exec.json" "${targets[@]}"
+  cached=$(python3 "$a_src/ci/exec_log.py" cached "$work/b/exec.json" | wc -l)
+  ((cached == 0)) || { log "builder B took $cached results from a cache: the check is void"; exit 2; }
+  log "builder B done in $((SECONDS - start)) s: $(python3 "$a_src/ci/exec_log.py" executed "$work/b/exec.json" | wc -l) actions executed, none from a cache"
 fi
-b_flags=()
-if $sealed; then
-  log "builder B builds sealed: no network (so no remote cache either), no host toolchain"
-  b_jail=("$a_src/scripts/sealed.sh")
-  b_flags=(--remote_cache=)
-fi
-log "builder B: $b_src as ${b_user:-$(id -un)}, umask 0077, TZ=Pacific/Chatham, fr_FR.UTF-8, --jobs=2"
-# B builds everything itself: no cache is trusted, whatever the rc files configure.
-b_bazel "$b_base" build --config=ci --jobs=2 --disk_cache= --noremote_accept_cached \
-  --noremote_upload_local_results "${b_flags[@]}" --execution_log_json_file="$work/b/exec.json" "${targets[@]}"
-cached=$(python3 "$a_src/ci/exec_log.py" cached "$work/b/exec.json" | wc -l)
-((cached == 0)) || { log "builder B took $cached results from a cache: the check is void"; exit 2; }
-log "builder B done in $((SECONDS - start)) s: $(python3 "$a_src/ci/exec_log.py" executed "$work/b/exec.json" | wc -l) actions executed, none from a cache"
 if $b_only; then
-  log "builder B only: $work kept; run again with --work $work to build A and compare"
+  log "builder B only: $work kept; run again with --work $work --reuse-b to build A and compare"
   exit 0
 fi
 
