@@ -79,7 +79,7 @@ if [[ $mode == differential ]]; then
 fi
 
 if ! cargo afl --version >/dev/null 2>&1; then
-  echo "fuzz: cargo-afl is not installed: run scripts/setup.sh --deps-only" >&2
+  echo "fuzz: cargo-afl is not installed: run scripts/setup.sh (--deps-only leaves it out)" >&2
   exit 1
 fi
 

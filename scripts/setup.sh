@@ -3,7 +3,8 @@
 # default image with Bazel.
 #
 #   scripts/setup.sh              install, fetch crates, bazel build //ic-os:image
-#   scripts/setup.sh --deps-only  install and fetch only (used by scripts/test.sh and CI)
+#   scripts/setup.sh --deps-only  install and fetch only, without cargo-afl, which only
+#                                 scripts/fuzz.sh needs (used by scripts/test.sh and CI)
 #
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
@@ -68,15 +69,18 @@ cargo fetch --locked --manifest-path rs/fuzz/Cargo.toml --quiet
 # cargo-afl for scripts/fuzz.sh: the version must match the `afl` crate pinned in rs/fuzz/Cargo.toml.
 # Installing it also builds AFL++ from the crate's bundled source (make and cc, ~2 min); the AFL++
 # runtime is per rustc version, so a new toolchain rebuilds it.
-afl_version=0.18.2
-if [[ "$(cargo afl --version 2>/dev/null)" != "cargo-afl $afl_version "* ]]; then
-  echo "setup: installing cargo-afl $afl_version"
-  cargo install --locked --quiet --version "$afl_version" cargo-afl
-fi
-afl_fuzz="${XDG_DATA_HOME:-$HOME/.local/share}/afl.rs/rustc-$(rustc -vV | sed -n 's/^release: //p')-*/afl.rs-$afl_version/afl/bin/afl-fuzz"
-if ! compgen -G "$afl_fuzz" >/dev/null; then
-  echo "setup: building AFL++ for this rustc"
-  cargo afl config --build >/dev/null
+# CI does not fuzz: --deps-only leaves it out (about a minute on a fresh machine).
+if ! $deps_only; then
+  afl_version=0.18.2
+  if [[ "$(cargo afl --version 2>/dev/null)" != "cargo-afl $afl_version "* ]]; then
+    echo "setup: installing cargo-afl $afl_version"
+    cargo install --locked --quiet --version "$afl_version" cargo-afl
+  fi
+  afl_fuzz="${XDG_DATA_HOME:-$HOME/.local/share}/afl.rs/rustc-$(rustc -vV | sed -n 's/^release: //p')-*/afl.rs-$afl_version/afl/bin/afl-fuzz"
+  if ! compgen -G "$afl_fuzz" >/dev/null; then
+    echo "setup: building AFL++ for this rustc"
+    cargo afl config --build >/dev/null
+  fi
 fi
 
 # BuildGrid, a real REAPI cache for ci/remote-cache.sh and the CI run's shared cache: every Python
