@@ -167,8 +167,11 @@ fi
 trap cleanup EXIT
 
 if $reuse_b; then
-  $inject && { echo "two-builders: --reuse-b and --inject-nondeterminism exclude each other" >&2; exit 2; }
+  # The B that --builder-b-only built in this WORK, from its sources then: compared as it is,
+  # without a second Bazel server in the jail to find nothing to do.
+  { $inject || $b_only; } && { echo "two-builders: --reuse-b goes with neither --inject-nondeterminism nor --builder-b-only" >&2; exit 2; }
   [[ -L "$b_real/bazel-bin" ]] || { echo "two-builders: --reuse-b: no builder B kept in $work (run --builder-b-only first)" >&2; exit 2; }
+  log "builder B: reusing the build kept in $work"
 else
   # Builder B's sources: what git tracks plus untracked, not-ignored files of this checkout. The
   # directory is refreshed in place, so a kept disorderfs view of it stays valid.
@@ -228,11 +231,7 @@ b_bazel() {
     as_b bazel --output_base="$base" "$@"
   fi
 }
-if $reuse_b; then
-  # The B that --builder-b-only built in this WORK, from its sources then: compared as it is,
-  # without a second Bazel server in the jail to find nothing to do.
-  log "builder B: reusing the build kept in $work"
-else
+if ! $reuse_b; then
   # A kept output base (a second run) has its repositories already: no downloads, no fetch phase.
   if $sealed && [[ -z "$(ls -A "$b_base")" ]]; then
     fetch_base=$work/b/fetch-output-base
