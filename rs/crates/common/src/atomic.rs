@@ -9,6 +9,11 @@ use tempfile::NamedTempFile;
 /// The data goes to a temporary file in the same directory (so the final rename is atomic and never
 /// crosses a filesystem). Dropping it without `commit` — on any error path — deletes the temporary
 /// file, so a failed run leaves no partial output behind.
+///
+/// [`AtomicFile::commit`] does not wait for the disk: a build output is rebuilt bit for bit if a
+/// crash loses it (Bazel does not sync its outputs either), and syncing costs a 200 MiB output
+/// about a fifth of its build time. What cannot be made again (a generated key) uses
+/// [`AtomicFile::commit_durable`].
 pub struct AtomicFile {
     temp: NamedTempFile,
     target: PathBuf,
@@ -53,9 +58,21 @@ impl AtomicFile {
     }
 
     /// Flushes, sets a fixed mode (0644, whatever the umask) and renames into place.
-    pub fn commit(mut self) -> io::Result<()> {
+    pub fn commit(self) -> io::Result<()> {
+        self.finish(false)
+    }
+
+    /// Like [`AtomicFile::commit`], and the data reaches the disk before the rename: after a crash
+    /// the final name holds either the old file or the complete new one.
+    pub fn commit_durable(self) -> io::Result<()> {
+        self.finish(true)
+    }
+
+    fn finish(mut self, durable: bool) -> io::Result<()> {
         self.temp.as_file_mut().flush()?;
-        self.temp.as_file().sync_all()?;
+        if durable {
+            self.temp.as_file().sync_all()?;
+        }
         set_fixed_mode(self.temp.path())?;
         self.temp.persist(&self.target).map_err(|e| e.error)?;
         Ok(())

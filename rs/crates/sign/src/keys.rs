@@ -292,7 +292,7 @@ pub fn keygen_with_limits(
     let write_pk = || -> io::Result<()> {
         let mut f = AtomicFile::create(public_path)?;
         f.write_all(pk_text.as_bytes())?;
-        f.commit()
+        f.commit_durable() // a new key cannot be made again
     };
     write_pk().map_err(|source| KeyError::Write {
         path: public_path.into(),
