@@ -1,7 +1,8 @@
 //! Building blocks shared by every icos tool.
 //!
 //! - [`Digest`]: a validated `sha256:<64 hex>` content digest.
-//! - [`HashingReader`] / [`HashingWriter`]: hash bytes while they stream past.
+//! - [`HashingReader`] / [`HashingWriter`]: hash bytes while they stream past; [`write_behind`]:
+//!   hash an output on this thread while a second one writes it.
 //! - [`AtomicFile`]: write to a temporary file beside the target, rename on success only,
 //!   so a failed run never leaves a partial output under its final name.
 //! - [`SourceDateEpoch`]: the one clock every tool uses; never "now".
@@ -9,6 +10,7 @@
 //! - [`seed`]: UUIDs and ids derived from the build seed.
 //! - [`parse_size`]: `64MiB`-style sizes.
 //! - [`check_distinct`]: refuse outputs that coincide with each other or with an input.
+//! - [`mapped`]: input files mapped into memory and read in place, with a tripwire for writers.
 //! - [`sparse`]: a writer that leaves aligned all-zero 4 KiB blocks as holes.
 //! - [`safe_open`]: open an input only if it is a regular file (optionally refusing symlinks),
 //!   never blocking on a FIFO.
@@ -20,6 +22,7 @@ mod digest;
 pub mod distinct;
 mod epoch;
 mod hashing;
+pub mod mapped;
 pub mod progress;
 pub mod safe_open;
 pub mod seed;
@@ -27,6 +30,7 @@ mod size;
 pub mod sparse;
 pub mod tarcontract;
 pub mod tarread;
+mod write_behind;
 
 pub use atomic::AtomicFile;
 pub use digest::{Digest, DigestError};
@@ -37,6 +41,7 @@ pub use hashing::{
 };
 pub use safe_open::{open_regular, open_regular_nofollow, NotRegular};
 pub use size::parse_size;
+pub use write_behind::{write_behind, WriteBehind};
 
 /// The version string every tool records in the manifests it writes.
 pub const TOOLS_VERSION: &str = env!("CARGO_PKG_VERSION");

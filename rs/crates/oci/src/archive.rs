@@ -6,7 +6,9 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use icos_common::mapped::{MappedBytes, MappedFile};
 
 use icos_common::tarread::{ReadError, TarReader};
 
@@ -27,6 +29,8 @@ enum Member {
 pub(crate) struct TarIndex {
     path: PathBuf,
     file: Arc<File>,
+    /// The whole archive mapped, once a member is first read in place.
+    mapped: OnceLock<Arc<MappedFile>>,
     members: BTreeMap<String, Member>,
 }
 
@@ -80,6 +84,7 @@ impl TarIndex {
         Ok(TarIndex {
             path: path.to_path_buf(),
             file: Arc::new(file),
+            mapped: OnceLock::new(),
             members,
         })
     }
@@ -133,6 +138,26 @@ impl TarIndex {
             pos: offset,
             end: offset + size,
         })
+    }
+}
+
+impl TarIndex {
+    /// A regular-file member's data mapped in place; `Ok(None)` when the archive is shorter than
+    /// the member claims (reading it as a stream reports that).
+    pub fn map_member(&self, name: &str) -> Result<Option<MappedBytes>, String> {
+        let (offset, size) = self.locate(name)?;
+        let mapped = match self.mapped.get() {
+            Some(mapped) => mapped,
+            None => {
+                let file = self
+                    .file
+                    .try_clone()
+                    .and_then(MappedFile::new)
+                    .map_err(|e| format!("cannot map {}: {e}", self.path.display()))?;
+                self.mapped.get_or_init(|| file)
+            }
+        };
+        Ok(mapped.slice(offset..offset.saturating_add(size)))
     }
 }
 

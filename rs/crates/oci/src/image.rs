@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use icos_common::mapped::MappedBytes;
 use icos_common::Digest;
 use serde::Serialize;
 
@@ -21,7 +22,7 @@ use crate::source::{
     blob_label, read_document, stream_error, BlobKind, BlobSource, LayoutSource, Storage,
 };
 use crate::store::BlobStore;
-use crate::verify::{LayerReader, VerifyingReader};
+use crate::verify::{verify_bytes, LayerReader, VerifyingReader};
 
 /// How to open an image.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,6 +58,30 @@ pub struct Image {
     pub(crate) layers: Vec<LayerDescriptor>,
     /// How each layer is named in messages (`layer 0`, or `layer 0 (rootfs.diff_ids[0])`).
     pub(crate) layer_names: Vec<String>,
+}
+
+/// An uncompressed layer read in place from a local file or archive member ([`Image::map_layer`]).
+/// Its bytes are NOT verified yet: call [`MappedLayer::verify`] (it may run on another thread while
+/// the bytes are parsed) and trust nothing read from them until it succeeded.
+pub struct MappedLayer {
+    bytes: MappedBytes,
+    digest: Digest,
+    size: u64,
+    label: String,
+}
+
+impl MappedLayer {
+    /// The stored bytes, an uncompressed tar.
+    pub fn bytes(&self) -> &MappedBytes {
+        &self.bytes
+    }
+
+    /// Hashes the bytes and checks them against the layer's digest and size. The error is the one
+    /// [`Image::open_layer`]'s stream gives for the same fault (an `io::Error` of kind
+    /// `InvalidData` holding a [`crate::BlobError`] that names the blob and the image).
+    pub fn verify(&self) -> io::Result<()> {
+        verify_bytes(&self.bytes, &self.digest, self.size, &self.label)
+    }
 }
 
 impl std::fmt::Debug for Image {
@@ -165,6 +190,26 @@ impl Image {
             layer.size,
             label,
         )))
+    }
+
+    /// Layer `index` mapped in place, when it is stored uncompressed in a local file or archive
+    /// member (an OCI layout, an archive, a registry's store); `Ok(None)` when it must be streamed
+    /// with [`Image::open_layer`] instead (compressed, or not stored locally).
+    pub fn map_layer(&self, index: usize) -> Result<Option<MappedLayer>, OciError> {
+        if self.layer_compression(index)? != Compression::None {
+            return Ok(None);
+        }
+        let layer = self.layer(index)?;
+        let what = self.layer_what(index);
+        let Some((bytes, location)) = self.source.map_blob(&layer.digest, what)? else {
+            return Ok(None);
+        };
+        Ok(Some(MappedLayer {
+            bytes,
+            digest: layer.digest,
+            size: layer.size,
+            label: blob_label(&self.label, what, &layer.digest, &location),
+        }))
     }
 
     /// The UNCOMPRESSED tar stream of layer `index` (gzip, zstd or plain by media type). The stored

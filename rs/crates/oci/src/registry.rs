@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
+use icos_common::mapped::{MappedBytes, MappedFile};
 use icos_common::Digest;
 use url::{Host, Url};
 
@@ -506,6 +507,32 @@ impl BlobSource for Registry {
             &self.reference,
             on_bytes,
         )
+    }
+
+    fn map_blob(
+        &self,
+        digest: &Digest,
+        what: &str,
+    ) -> Result<Option<(MappedBytes, String)>, OciError> {
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let Some((file, len)) = store.open(digest)? else {
+            return Ok(None); // streamed (and stored) the first time
+        };
+        let location = self.store_location(store, digest);
+        let mapped = MappedFile::new(file).map_err(|e| {
+            OciError::blob(
+                &self.reference,
+                what,
+                digest,
+                format!("cannot map {location}: {e}"),
+            )
+        })?;
+        let bytes = mapped
+            .slice(0..len)
+            .expect("a whole file is within its mapping");
+        Ok(Some((bytes, location)))
     }
 
     fn reference(&self) -> &str {

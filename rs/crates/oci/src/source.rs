@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
 
+use icos_common::mapped::{MappedBytes, MappedFile};
 use icos_common::Digest;
 
 use crate::archive::TarIndex;
@@ -62,8 +63,30 @@ pub(crate) trait BlobSource: Send + Sync {
         Ok(())
     }
 
+    /// The stored bytes mapped in place, and where they are (for messages), when the blob is a
+    /// local file or archive member; `Ok(None)` when it must be streamed (a registry without the
+    /// blob in its store). Not verified: the caller hashes the bytes.
+    fn map_blob(
+        &self,
+        _digest: &Digest,
+        _what: &str,
+    ) -> Result<Option<(MappedBytes, String)>, OciError> {
+        Ok(None)
+    }
+
     /// The image reference, for messages.
     fn reference(&self) -> &str;
+}
+
+/// Maps a whole local file.
+pub(crate) fn map_file(path: &std::path::Path) -> Result<MappedBytes, String> {
+    let mapped = File::open(path)
+        .and_then(MappedFile::new)
+        .map_err(|e| format!("cannot map {}: {e}", path.display()))?;
+    let len = mapped.len();
+    Ok(mapped
+        .slice(0..len)
+        .expect("a whole file is within its mapping"))
 }
 
 /// `layer 1 sha256:… of REF (LOCATION)`: how every blob message starts.
@@ -235,6 +258,16 @@ impl Storage {
         }
     }
 
+    /// A file or member mapped in place (`Ok(None)`: an archive shorter than the member claims).
+    pub fn map(&self, name: &str) -> Result<Option<MappedBytes>, String> {
+        match self {
+            Storage::Dir(dir) => map_file(&dir.join(name)).map(Some),
+            Storage::Tar(tar) => tar
+                .map_member(name)
+                .map_err(|p| format!("{} {p}", tar.path().display())),
+        }
+    }
+
     /// Reads a small file (index.json, manifest.json, oci-layout) completely, size-capped.
     pub fn read_small(&self, name: &str) -> Result<Vec<u8>, String> {
         let mut bytes = Vec::new();
@@ -306,6 +339,20 @@ impl BlobSource for LayoutSource {
             Ok(None) => Err(self.missing(digest, what, &name)),
             Err(p) => Err(OciError::blob(&self.reference, what, digest, p)),
         }
+    }
+
+    fn map_blob(
+        &self,
+        digest: &Digest,
+        what: &str,
+    ) -> Result<Option<(MappedBytes, String)>, OciError> {
+        let name = self.blob_name(digest);
+        self.stored_size(digest, what)?;
+        let mapped = self
+            .storage
+            .map(&name)
+            .map_err(|p| OciError::blob(&self.reference, what, digest, p))?;
+        Ok(mapped.map(|bytes| (bytes, self.storage.describe(&name))))
     }
 
     fn reference(&self) -> &str {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io::{self, BufReader, Read};
 
+use icos_common::mapped::MappedBytes;
 use icos_common::{Digest, HashingReader, StreamHasher};
 
 use crate::media::Compression;
@@ -118,6 +119,29 @@ impl<R: Read> Read for VerifyingReader<R> {
         }
         Ok(n)
     }
+}
+
+/// Checks bytes read in place against a blob's digest and size, with the messages a
+/// [`VerifyingReader`] gives for the same faults.
+pub(crate) fn verify_bytes(
+    bytes: &MappedBytes,
+    expected: &Digest,
+    size: u64,
+    label: &str,
+) -> io::Result<()> {
+    let len = bytes.len() as u64;
+    let problem = if len > size {
+        format!("blob is longer than the {size} bytes its descriptor declares")
+    } else if len < size {
+        format!("blob is truncated: {len} bytes where its descriptor declares {size}")
+    } else {
+        let actual = bytes.sha256();
+        if actual == *expected {
+            return Ok(());
+        }
+        format!("content does not match the digest: its {len} bytes hash to {actual}")
+    };
+    Err(integrity(label, problem))
 }
 
 type Raw<'a> = Box<dyn Read + Send + 'a>;

@@ -120,6 +120,13 @@ fn real_docker_save_archive() {
         let layer_file = tmp.path().join(format!("layer{i}.tar"));
         fs::write(&layer_file, &data).unwrap();
         assert_eq!(sha256sum(&layer_file), image.layers()[i].digest.to_string());
+        // Read in place from the archive member, the same bytes, and they verify.
+        let mapped = image
+            .map_layer(i)
+            .unwrap()
+            .expect("docker save layers are plain");
+        assert!(mapped.bytes()[..] == data[..], "layer {i} mapped in place");
+        mapped.verify().unwrap();
         let mut archive = tar::Archive::new(&data[..]);
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();

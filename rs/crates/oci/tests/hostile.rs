@@ -22,8 +22,20 @@ fn oci_ref(b: &LayoutBuilder, d: &Digest) -> String {
     format!("oci:{}@{}", b.dir.display(), d)
 }
 
-/// Reads layer `i` to EOF and returns the error it must end with.
+/// Reads layer `i` to EOF and returns the error it must end with. An uncompressed layer is also
+/// mapped in place: its verification must fail with the same error.
 fn layer_error(image: &Image, i: usize) -> io::Error {
+    let e = streamed_layer_error(image, i);
+    if let Some(mapped) = image.map_layer(i).unwrap() {
+        let m = mapped
+            .verify()
+            .expect_err("a bad layer mapped in place verified");
+        assert_eq!((m.kind(), m.to_string()), (e.kind(), e.to_string()));
+    }
+    e
+}
+
+fn streamed_layer_error(image: &Image, i: usize) -> io::Error {
     let mut out = Vec::new();
     let mut reader = image.open_layer(i).unwrap();
     let e = reader
@@ -170,6 +182,19 @@ fn size_mismatches_are_caught_before_and_while_streaming() {
     let e = layer_error(&image, 0);
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     assert!(e.to_string().contains(&layer.digest.to_string()), "{e}");
+
+    // The same for an uncompressed layer, read in place.
+    let plain = b.blob(OCI_LAYER_TAR, &tar);
+    let m = manifest_with(&b, &config, &[plain.json()]);
+    let image = open(&oci_ref(&b, &m.digest)).unwrap();
+    let path = b.blob_path(&plain.digest);
+    fs::write(&path, [&tar[..], b"extra"].concat()).unwrap();
+    let e = image.map_layer(0).unwrap().unwrap().verify().unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert!(e.to_string().contains("longer than"), "{e}");
+    fs::write(&path, &tar[..tar.len() - 3]).unwrap();
+    let e = layer_error(&image, 0); // also checks the mapped layer's error is the same
+    assert!(e.to_string().contains("blob is truncated"), "{e}");
 }
 
 #[test]

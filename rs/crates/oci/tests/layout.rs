@@ -6,6 +6,7 @@ use std::fs;
 use std::process::Command;
 
 use common::*;
+use icos_oci::media::OCI_LAYER_TAR;
 use icos_oci::{BaseRef, Image, OpenOptions, Platform};
 
 fn open(reference: &str, platform: &str) -> Result<Image, icos_oci::OciError> {
@@ -33,6 +34,18 @@ fn assert_is_fixture(image: &Image, f: &Fixture) {
             f.tars[i],
             "layer {i} content"
         );
+        // Uncompressed layers can also be read in place, and verify there.
+        match image.map_layer(i).unwrap() {
+            Some(mapped) => {
+                assert_eq!(want.media_type, OCI_LAYER_TAR, "layer {i} mapped");
+                assert!(
+                    mapped.bytes()[..] == f.tars[i][..],
+                    "layer {i} mapped bytes"
+                );
+                mapped.verify().unwrap();
+            }
+            None => assert_ne!(want.media_type, OCI_LAYER_TAR, "layer {i} not mapped"),
+        }
     }
 }
 
