@@ -16,7 +16,8 @@
 #                   (listed after the contents) and 40,000 more in one directory of 40,000 files
 #   rootfs million  a layer of FILES (default 1,000,000) one-byte files, 1,000 per directory
 #                   (issue 16: peak RSS under 400 MiB; once 830 MiB, 277 MiB since the manifest
-#                   streams and entries shrank)
+#                   streams and entries shrank, 307 MiB with the layer mapped in place: 32 MiB
+#                   windows of its pages stay resident)
 #
 #   scripts/bench-fs-shapes.sh                    # all shapes
 #   SHAPES="vfat-deep vfat-forest" scripts/bench-fs-shapes.sh

@@ -5,8 +5,9 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
+use icos_common::mapped::{MappedBytes, MappedFile};
 use icos_common::sparse::SparseWriter;
-use icos_common::{AtomicFile, HashingReader, HashingWriter, SourceDateEpoch};
+use icos_common::{AtomicFile, HashingReader, SourceDateEpoch};
 
 use crate::error::{EntryProblem, RootfsError};
 use crate::manifest::{
@@ -67,6 +68,36 @@ impl RootfsBuilder {
         layer::apply(&mut self.tree, name, &mut layer)
     }
 
+    /// Applies one uncompressed layer mapped in place (see `icos_oci::Image::map_layer`): file
+    /// contents stay in the mapping until the tar is written, instead of being copied to the
+    /// spool. `verify` checks the bytes against the layer's digest; it runs on a second core
+    /// while this one parses, and its error wins over any parse error (a corrupt layer is
+    /// reported as corrupt, not as whatever its bytes happen to look like).
+    pub fn apply_mapped_layer<T: Send>(
+        &mut self,
+        name: &str,
+        bytes: MappedBytes,
+        verify: impl FnOnce() -> io::Result<T> + Send,
+    ) -> Result<T, RootfsError> {
+        let (verified, applied) = std::thread::scope(|scope| {
+            let verifier = std::thread::Builder::new()
+                .name("verify layer".into())
+                .spawn_scoped(scope, verify)
+                .expect("cannot start a thread");
+            let applied = layer::apply_mapped(&mut self.tree, name, bytes);
+            (
+                verifier.join().expect("the verifying thread panicked"),
+                applied,
+            )
+        });
+        let verified = verified.map_err(|source| RootfsError::LayerRead {
+            layer: name.to_string(),
+            context: "cannot verify the layer".to_string(),
+            source,
+        })?;
+        applied.map(|()| verified)
+    }
+
     /// Applies the spec: extra layers, then removals, then dirs, files and symlinks.
     pub fn apply_spec(&mut self, spec: &ImageSpec) -> Result<(), RootfsError> {
         let spec_path = spec.path.to_string_lossy().into_owned();
@@ -81,23 +112,23 @@ impl RootfsBuilder {
 
         for source in &spec.layers {
             let name = format!("extra layer {:?} of {}", source.name, spec_path);
-            let file = open_confined(source, &spec.source_roots)
-                .map_err(|e| spec_error(format!("[[layer]] source {:?}: {e}", source.name)))?;
-            let mut hashing = HashingReader::new(file);
-            {
-                let stream: Box<dyn Read + '_> = decompressor(&source.name, &mut hashing)
-                    .map_err(|e| spec_error(format!("[[layer]] source {:?}: {e}", source.name)))?;
-                self.apply_layer(&name, stream)?;
-            }
-            // Hash the whole file, including bytes after the compressed stream.
-            io::copy(&mut hashing, &mut io::sink()).map_err(|e| {
-                spec_error(format!(
-                    "[[layer]] source {:?}: cannot read {}: {e}",
-                    source.name,
-                    source.resolved.display()
-                ))
-            })?;
-            let (sha256, size) = hashing.finish();
+            let layer_error =
+                |e: String| spec_error(format!("[[layer]] source {:?}: {e}", source.name));
+            let file = open_confined(source, &spec.source_roots).map_err(layer_error)?;
+            let (sha256, size) = if let Some(compression) = compression_of(&source.name) {
+                self.apply_compressed_extra_layer(&name, compression, file, &layer_error)?
+            } else {
+                // Uncompressed: read in place, its digest computed on a second core meanwhile.
+                let mapped = MappedFile::new(file).map_err(|e| {
+                    layer_error(format!("cannot map {}: {e}", source.resolved.display()))
+                })?;
+                let bytes = mapped
+                    .slice(0..mapped.len())
+                    .expect("a whole file is within its mapping");
+                let whole = bytes.clone();
+                let sha256 = self.apply_mapped_layer(&name, bytes, move || Ok(whole.sha256()))?;
+                (sha256, mapped.len())
+            };
             self.extra_layers.push(FileInput {
                 path: source.name.clone(),
                 sha256,
@@ -166,6 +197,32 @@ impl RootfsBuilder {
                 .map_err(|p| spec_error(format!("{}: {}", link.label, describe(&p))))?;
         }
         Ok(())
+    }
+
+    /// Streams a compressed extra layer through its decompressor; returns the file's digest and
+    /// size (of every byte, including any after the compressed stream).
+    fn apply_compressed_extra_layer(
+        &mut self,
+        name: &str,
+        compression: Compression,
+        file: std::fs::File,
+        layer_error: &dyn Fn(String) -> RootfsError,
+    ) -> Result<(icos_common::Digest, u64), RootfsError> {
+        let mut hashing = HashingReader::new(file);
+        {
+            let stream: Box<dyn Read + '_> = match compression {
+                Compression::Gzip => Box::new(MultiGzDecoder::new(&mut hashing)),
+                Compression::Zstd => Box::new(
+                    zstd::stream::read::Decoder::new(&mut hashing)
+                        .map_err(|e| layer_error(e.to_string()))?,
+                ),
+            };
+            self.apply_layer(name, stream)?;
+        }
+        // Hash the whole file, including bytes after the compressed stream.
+        io::copy(&mut hashing, &mut io::sink())
+            .map_err(|e| layer_error(format!("cannot read it: {e}")))?;
+        Ok(hashing.finish())
     }
 
     /// A file or symlink may replace anything but a directory that still has children.
@@ -249,10 +306,13 @@ impl RootfsBuilder {
     /// whole: [`RootfsBuilder::write`] streams it to a file instead).
     pub fn write_to(
         &self,
-        out: impl Write,
+        out: impl Write + Send,
         base: Option<BaseInput>,
     ) -> Result<Manifest, io::Error> {
         let (output, _) = self.write_tar(out)?;
+        self.tree
+            .check_sources_unchanged()
+            .map_err(|(layer, e)| io::Error::new(e.kind(), format!("{layer}: {e}")))?;
         Ok(Manifest {
             schema: SCHEMA.to_string(),
             tool: tool_info(),
@@ -264,12 +324,11 @@ impl RootfsBuilder {
     }
 
     /// Writes the tar, hashing it on the way; returns its digest and size, and its entry count.
-    fn write_tar(&self, out: impl Write) -> io::Result<(OutputInfo, usize)> {
-        // The digest is computed on a second core while this one writes the tar.
-        let mut hashing = HashingWriter::background(BufWriter::with_capacity(1 << 20, out));
-        let entries = writer::write_tar(&self.tree, &mut hashing)?;
-        let (buffered, sha256, size) = hashing.finish();
-        buffered.into_inner().map_err(|e| e.into_error())?.flush()?;
+    fn write_tar(&self, out: impl Write + Send) -> io::Result<(OutputInfo, usize)> {
+        // Hashed on this core while a second one writes: contents mapped in place are never copied
+        // in user space (see icos_common::write_behind).
+        let (entries, _, sha256, size) =
+            icos_common::write_behind(out, |sink| writer::write_tar(&self.tree, sink))?;
         Ok((OutputInfo { sha256, size }, entries))
     }
 
@@ -306,6 +365,13 @@ impl RootfsBuilder {
         let (output, entries) = self
             .write_tar(&mut sparse)
             .map_err(io_error("cannot write", tar_path))?;
+        self.tree
+            .check_sources_unchanged()
+            .map_err(|(layer, source)| RootfsError::LayerRead {
+                layer,
+                context: "cannot trust the layer read in place".to_string(),
+                source,
+            })?;
         sparse
             .finish()
             .map_err(io_error("cannot write", tar_path))?;
@@ -359,14 +425,20 @@ fn describe(problem: &EntryProblem) -> String {
     problem.to_string()
 }
 
-/// Extra layers may be compressed; the file name says how.
-fn decompressor<'a>(name: &str, input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+#[derive(Clone, Copy)]
+enum Compression {
+    Gzip,
+    Zstd,
+}
+
+/// Extra layers may be compressed; the file name says how (None: a plain tar).
+fn compression_of(name: &str) -> Option<Compression> {
     let lower = name.to_ascii_lowercase();
-    Ok(if lower.ends_with(".gz") || lower.ends_with(".tgz") {
-        Box::new(MultiGzDecoder::new(input))
+    if lower.ends_with(".gz") || lower.ends_with(".tgz") {
+        Some(Compression::Gzip)
     } else if lower.ends_with(".zst") || lower.ends_with(".tzst") {
-        Box::new(zstd::stream::read::Decoder::new(input)?)
+        Some(Compression::Zstd)
     } else {
-        Box::new(input)
-    })
+        None
+    }
 }

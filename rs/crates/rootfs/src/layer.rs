@@ -3,6 +3,7 @@
 use std::io::{self, BufReader, Read};
 
 use base64::Engine as _;
+use icos_common::mapped::{MappedBytes, RELEASE_EVERY};
 use icos_common::tarread::{self, RawEntry, ReadError, TarReader};
 use tar::EntryType;
 
@@ -29,7 +30,47 @@ pub(crate) fn apply(
     // docker-archive member reader reads with pread). Large contents bypass the buffer.
     let mut buffered = BufReader::with_capacity(128 << 10, reader);
     let mut archive = TarReader::new(&mut buffered as &mut dyn Read);
+    apply_entries(tree, layer, &mut archive, None)?;
+    // Read to the very end: a verifying reader checks the digest only once it has seen every byte.
+    // What follows the end-of-archive marker is bounded: a compressed layer could go on forever.
+    archive.finish().map_err(|e| RootfsError::LayerRead {
+        layer: layer.to_string(),
+        context: "cannot read the end of the layer".to_string(),
+        source: e.into(),
+    })?;
+    Ok(())
+}
+
+/// Applies a layer mapped in place: regular files are hashed where they lie and left there
+/// ([`Tree::mapped_file`]), nothing is copied. The caller verifies the bytes.
+pub(crate) fn apply_mapped(
+    tree: &mut Tree,
+    layer: &str,
+    bytes: MappedBytes,
+) -> Result<(), RootfsError> {
+    tree.begin_step();
+    let source = tree.add_source(layer, bytes.clone());
+    let mut archive = TarReader::seekable(io::Cursor::new(&bytes[..]));
+    apply_entries(tree, layer, &mut archive, Some(source))?;
+    // The same bound on what follows the end-of-archive marker as for a stream, so a layer is
+    // accepted or refused the same way whichever way it is read.
+    archive.finish().map_err(|e| RootfsError::LayerRead {
+        layer: layer.to_string(),
+        context: "cannot read the end of the layer".to_string(),
+        source: e.into(),
+    })?;
+    Ok(())
+}
+
+fn apply_entries<R: Read>(
+    tree: &mut Tree,
+    layer: &str,
+    archive: &mut TarReader<R>,
+    mapped: Option<u32>,
+) -> Result<(), RootfsError> {
     let mut last_entry: Option<String> = None;
+    // For a mapped layer: where the last release of its pages was (see RELEASE_EVERY).
+    let mut released_at = 0;
     let read_error = |last: &Option<String>, source: io::Error| RootfsError::LayerRead {
         layer: layer.to_string(),
         context: match last {
@@ -48,7 +89,7 @@ pub(crate) fn apply(
             entry: display.clone(),
             problem,
         };
-        match apply_entry(tree, &mut archive, &entry) {
+        match apply_entry(tree, archive, &entry, mapped) {
             Ok(()) => {}
             Err(Failure::Entry(problem)) => return Err(entry_error(problem)),
             Err(Failure::Read(source)) => {
@@ -60,14 +101,11 @@ pub(crate) fn apply(
             }
         }
         last_entry = Some(display);
+        if mapped.is_some() && entry.data_pos - released_at >= RELEASE_EVERY {
+            tree.release_sources();
+            released_at = entry.data_pos;
+        }
     }
-    // Read to the very end: a verifying reader checks the digest only once it has seen every byte.
-    // What follows the end-of-archive marker is bounded: a compressed layer could go on forever.
-    archive.finish().map_err(|e| RootfsError::LayerRead {
-        layer: layer.to_string(),
-        context: "cannot read the end of the layer".to_string(),
-        source: e.into(),
-    })?;
     Ok(())
 }
 
@@ -91,10 +129,11 @@ fn bad_header(field: &'static str) -> impl Fn(io::Error) -> Failure {
     }
 }
 
-fn apply_entry(
+fn apply_entry<R: Read>(
     tree: &mut Tree,
-    archive: &mut TarReader<&mut dyn Read>,
+    archive: &mut TarReader<R>,
     entry: &RawEntry,
+    mapped: Option<u32>,
 ) -> Result<(), Failure> {
     let entry_type = EntryType::new(entry.typeflag);
     if entry_type == EntryType::XGlobalHeader {
@@ -172,10 +211,13 @@ fn apply_entry(
             }
             tree.check_parents(&target, false)?;
             let expected = entry.size;
-            match tree
-                .spool_file(&mut archive.data(), expected, meta.clone())
-                .map_err(Failure::Read)?
-            {
+            let made = match mapped {
+                Some(source) => tree.mapped_file(source, entry.data_pos, expected, meta.clone()),
+                None => tree
+                    .spool_file(&mut archive.data(), expected, meta.clone())
+                    .map_err(Failure::Read)?,
+            };
+            match made {
                 Ok(inode) => Kind::File(inode),
                 Err(got) => return Err(EntryProblem::Truncated { expected, got }.into()),
             }

@@ -10,7 +10,10 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use icos_common::StreamHasher;
+use icos_common::mapped::{MappedBytes, RELEASE_EVERY};
+use icos_common::{StreamHasher, WriteBehind};
+
+use crate::tree::{release_all, Content};
 
 /// Size of a write batch, of the read-ahead window at its largest, and of one read of a large file.
 const BATCH: usize = 128 << 10;
@@ -87,30 +90,58 @@ impl Spool {
 
 /// Reads contents back out of a [`Spool`] through one window: a file that starts where the last
 /// one ended (the output mostly follows the layers' order) is usually in the window already.
+/// Contents of layers mapped in place are written straight from the mapping.
 pub(crate) struct ContentReader<'a> {
     spool: &'a Spool,
+    sources: &'a [(String, MappedBytes)],
     window: Box<[u8]>,
     window_start: u64,
     window_len: usize,
     /// Where the last copy ended.
     last_end: u64,
+    /// Bytes of mapped layers touched since their pages were last released (see RELEASE_EVERY).
+    mapped_touched: u64,
     read_ahead: usize,
 }
 
 impl<'a> ContentReader<'a> {
-    pub fn new(spool: &'a Spool) -> Self {
+    pub fn new(spool: &'a Spool, sources: &'a [(String, MappedBytes)]) -> Self {
         ContentReader {
             spool,
+            sources,
             window: vec![0; BATCH].into_boxed_slice(),
             window_start: 0,
             window_len: 0,
             last_end: u64::MAX,
+            mapped_touched: 0,
             read_ahead: 0,
         }
     }
 
-    /// Writes the `size` spool bytes at `offset` to `out`.
-    pub fn copy(&mut self, offset: u64, size: u64, out: &mut dyn Write) -> io::Result<()> {
+    /// Writes the `size` bytes of `content` to `out`: mapped contents by reference.
+    pub fn copy(
+        &mut self,
+        content: Content,
+        size: u64,
+        out: &mut WriteBehind<'a>,
+    ) -> io::Result<()> {
+        match content {
+            Content::Spool { offset } => self.copy_spooled(offset, size, out),
+            Content::Mapped { source, offset } => {
+                // A small file still touches a whole page.
+                self.mapped_touched += size + 4096;
+                if self.mapped_touched >= RELEASE_EVERY {
+                    release_all(self.sources);
+                    self.mapped_touched = 0;
+                }
+                // In bounds: checked when the inode was made (Tree::mapped_file).
+                let bytes: &'a [u8] = &self.sources[source as usize].1;
+                out.write_borrowed(&bytes[offset as usize..(offset + size) as usize])
+            }
+        }
+    }
+
+    fn copy_spooled(&mut self, offset: u64, size: u64, out: &mut dyn Write) -> io::Result<()> {
         if offset != self.last_end {
             // A jump: read no more than this file until reads follow each other again, so an
             // output in another order than the spool costs no more than one read per file.
@@ -185,10 +216,12 @@ mod tests {
             vec![3, 0, 1, 2, 8, 4, 5, 7, 6, 2, 3],
         ];
         for order in orders {
-            let mut reader = ContentReader::new(&spool);
+            let mut reader = ContentReader::new(&spool, &[]);
             for &i in &order {
                 let mut out = Vec::new();
-                reader.copy(places[i].0, places[i].1, &mut out).unwrap();
+                reader
+                    .copy_spooled(places[i].0, places[i].1, &mut out)
+                    .unwrap();
                 assert_eq!(out, parts[i], "part {i} in order {order:?}");
             }
         }

@@ -8,6 +8,7 @@ use std::io::{self, Read};
 use std::ops::Bound;
 use std::path::Path;
 
+use icos_common::mapped::MappedBytes;
 use icos_common::{Digest, StreamHasher};
 
 use crate::error::EntryProblem;
@@ -49,9 +50,18 @@ impl Meta {
 /// A regular file's content and attributes; hardlinks share one inode.
 pub(crate) struct Inode {
     pub meta: Meta,
-    pub offset: u64,
+    pub content: Content,
     pub size: u64,
     pub sha256: Digest,
+}
+
+/// Where a regular file's bytes are kept until the tar is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Content {
+    /// Copied into the spool (streamed layers: compressed, or from the network; the spec's files).
+    Spool { offset: u64 },
+    /// Left where they are, in a layer mapped in place ([`Tree::add_source`]).
+    Mapped { source: u32, offset: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +116,8 @@ pub(crate) struct Tree {
     pub nodes: BTreeMap<Box<str>, Node>,
     pub inodes: Vec<Inode>,
     spool: Spool,
+    /// Layers mapped in place, with their names for messages.
+    sources: Vec<(String, MappedBytes)>,
     epoch: u64,
     step: u32,
     /// Whiteouts and opaque directories already applied in this step: a second one finds no
@@ -113,6 +125,12 @@ pub(crate) struct Tree {
     /// repeated markers quadratic.
     hidden_this_step: HashSet<(bool, String)>,
     groups: u32,
+}
+
+pub(crate) fn release_all(sources: &[(String, MappedBytes)]) {
+    for (_, bytes) in sources {
+        bytes.file().release();
+    }
 }
 
 /// Result of spooling a stream: `Err(got)` when it ended before `expected` bytes.
@@ -135,6 +153,7 @@ impl Tree {
             nodes,
             inodes: Vec::new(),
             spool,
+            sources: Vec::new(),
             epoch,
             step: 0,
             hidden_this_step: HashSet::new(),
@@ -169,16 +188,66 @@ impl Tree {
         }
         self.inodes.push(Inode {
             meta,
-            offset,
+            content: Content::Spool { offset },
             size: copied,
             sha256: hasher.finish(),
         });
         Ok(Ok(self.inodes.len() - 1))
     }
 
+    /// Keeps a layer mapped in place for [`Tree::mapped_file`]; returns its source number.
+    pub fn add_source(&mut self, name: &str, bytes: MappedBytes) -> u32 {
+        self.sources.push((name.to_string(), bytes));
+        u32::try_from(self.sources.len() - 1).expect("fewer than 2^32 layers")
+    }
+
+    /// Makes an inode of `size` bytes at `offset` of mapped source `source`, hashing them in
+    /// place (the other core is verifying the layer meanwhile); `Err(available)` when the source
+    /// ends before.
+    pub fn mapped_file(
+        &mut self,
+        source: u32,
+        offset: u64,
+        size: u64,
+        meta: Meta,
+    ) -> Result<usize, u64> {
+        let bytes = &self.sources[source as usize].1;
+        let available = (bytes.len() as u64).saturating_sub(offset);
+        if available < size {
+            return Err(available);
+        }
+        let sha256 = Digest::of(&bytes[offset as usize..(offset + size) as usize]);
+        self.inodes.push(Inode {
+            meta,
+            content: Content::Mapped { source, offset },
+            size,
+            sha256,
+        });
+        Ok(self.inodes.len() - 1)
+    }
+
+    /// Gives back the resident pages of every layer mapped in place ([`MappedFile::release`]).
+    ///
+    /// [`MappedFile::release`]: icos_common::mapped::MappedFile::release
+    pub fn release_sources(&self) {
+        release_all(&self.sources);
+    }
+
     /// Reads contents back for the output, in any order (fastest in the spool's own).
     pub fn content_reader(&self) -> ContentReader<'_> {
-        ContentReader::new(&self.spool)
+        ContentReader::new(&self.spool, &self.sources)
+    }
+
+    /// Fails if a layer mapped in place was written while it was used (the tripwire of
+    /// [`icos_common::mapped`]): the output would not be the layers that were verified.
+    pub fn check_sources_unchanged(&self) -> Result<(), (String, io::Error)> {
+        for (name, bytes) in &self.sources {
+            bytes
+                .file()
+                .check_unchanged()
+                .map_err(|e| (name.clone(), e))?;
+        }
+        Ok(())
     }
 
     pub fn meta_of<'a>(&'a self, node: &'a Node) -> &'a Meta {

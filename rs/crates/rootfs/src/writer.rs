@@ -10,6 +10,7 @@ use std::collections::hash_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
+use icos_common::WriteBehind;
 use serde::{Serialize, Serializer};
 
 use crate::manifest::{Entry, EntryType};
@@ -100,7 +101,7 @@ struct Member<'a> {
 }
 
 /// Streams the tree as a tar to `out` in bytewise path order; returns the number of entries.
-pub(crate) fn write_tar(tree: &Tree, out: &mut dyn Write) -> io::Result<usize> {
+pub(crate) fn write_tar<'t>(tree: &'t Tree, out: &mut WriteBehind<'t>) -> io::Result<usize> {
     let mut contents = tree.content_reader();
     let mut count = 0;
     for entry in resolved(tree) {
@@ -150,7 +151,7 @@ pub(crate) fn write_tar(tree: &Tree, out: &mut dyn Write) -> io::Result<usize> {
         let with_xattrs = member.typeflag != b'1';
         write_member(out, &member, with_xattrs)?;
         if let Some(inode) = data {
-            contents.copy(inode.offset, inode.size, out)?;
+            contents.copy(inode.content, inode.size, out)?;
             pad(out, inode.size)?;
         }
         count += 1;

@@ -3,18 +3,32 @@
 
 mod common;
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 use common::*;
+use icos_common::mapped::MappedFile;
 use icos_rootfs::{EntryProblem, RootfsBuilder, RootfsError};
 
-/// Builds through `write()` into a fresh directory and checks that the failure left no file.
+/// Builds through `write()` into a fresh directory, with the layers streamed and then mapped in
+/// place; checks that both refuse with the same message and that the failure left no file.
 fn must_fail(layers: &[Vec<u8>]) -> String {
+    let streamed = must_fail_as(layers, ReadAs::Stream);
+    let mapped = must_fail_as(layers, ReadAs::Mapped);
+    assert_eq!(
+        streamed, mapped,
+        "streamed and mapped layers are refused differently"
+    );
+    streamed
+}
+
+fn must_fail_as(layers: &[Vec<u8>], how: ReadAs) -> String {
     let dir = tempfile::tempdir().unwrap();
+    let inputs = tempfile::tempdir().unwrap();
     let result = (|| {
         let mut builder = RootfsBuilder::new(dir.path(), EPOCH.to_string().parse().unwrap())?;
         for (i, layer) in layers.iter().enumerate() {
-            builder.apply_layer(&format!("layer {} (test)", i + 1), &layer[..])?;
+            let name = format!("layer {} (test)", i + 1);
+            apply(&mut builder, inputs.path(), &name, layer, how)?;
         }
         builder.write(
             &dir.path().join("rootfs.tar"),
@@ -413,5 +427,83 @@ fn trailing_data_after_the_end_of_archive_is_bounded() {
     assert!(
         err.contains("cannot read the end of the layer: more than 1048576 bytes follow the end-of-archive marker"),
         "{err}"
+    );
+}
+
+/// A layer mapped in place is parsed while a second thread verifies it: a failed verification is
+/// the error, whatever the parse made of the bytes (a corrupt layer is reported as corrupt, not as
+/// whatever its bytes happen to look like), and nothing is written.
+#[test]
+fn a_mapped_layer_that_fails_verification_is_refused_as_such() {
+    let good = Layer::new().file("a", b"a").finish();
+    let mut broken_header = good.clone();
+    broken_header[0] ^= 0x20; // the name changes: the header checksum no longer matches
+    for layer in [good, broken_header] {
+        let dir = tempfile::tempdir().unwrap();
+        let mapped = MappedFile::new({
+            let file = tempfile::tempfile_in(dir.path()).unwrap();
+            io::Write::write_all(&mut &file, &layer).unwrap();
+            file
+        })
+        .unwrap();
+        let bytes = mapped.slice(0..layer.len() as u64).unwrap();
+        let mut builder =
+            RootfsBuilder::new(dir.path(), EPOCH.to_string().parse().unwrap()).unwrap();
+        let err = builder
+            .apply_mapped_layer("layer 1 (sha256:abc) of oci:x", bytes, || {
+                Err::<(), _>(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "content does not match the digest",
+                ))
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "layer 1 (sha256:abc) of oci:x: cannot verify the layer: content does not match the digest"
+        );
+    }
+}
+
+/// The tripwire for inputs written during a build: a layer file changed between its parse and the
+/// tar's writing fails the build, and no output appears.
+#[test]
+fn a_mapped_layer_written_during_the_build_fails_it() {
+    let layer = Layer::new().file("a", b"aaaa").finish();
+    let inputs = tempfile::tempdir().unwrap();
+    let path = inputs.path().join("layer.tar");
+    std::fs::write(&path, &layer).unwrap();
+    let mapped = MappedFile::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut builder = RootfsBuilder::new(out.path(), EPOCH.to_string().parse().unwrap()).unwrap();
+    builder
+        .apply_mapped_layer(
+            "layer 1 (test)",
+            mapped.slice(0..layer.len() as u64).unwrap(),
+            || Ok(()),
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20)); // past a coarse mtime clock
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&[0u8; 512])
+        .unwrap();
+    let err = builder
+        .write(
+            &out.path().join("rootfs.tar"),
+            &out.path().join("rootfs.manifest.json"),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("layer 1 (test): cannot trust the layer read in place: the file changed while it was being read"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "outputs left behind"
     );
 }

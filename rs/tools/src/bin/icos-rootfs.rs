@@ -93,10 +93,16 @@ fn run(args: Args) -> Result<()> {
             )?;
             for (i, layer) in image.layers().iter().enumerate() {
                 let name = format!("layer {} ({}) of {}", i + 1, layer.digest, reference);
-                let stream = image
-                    .open_layer(i)
-                    .with_context(|| format!("cannot open {name}"))?;
-                builder.apply_layer(&name, stream)?;
+                let cannot_open = || format!("cannot open {name}");
+                // Uncompressed layers in local files are read in place; the rest stream.
+                match image.map_layer(i).with_context(cannot_open)? {
+                    Some(mapped) => {
+                        builder
+                            .apply_mapped_layer(&name, mapped.bytes().clone(), || mapped.verify())?
+                    }
+                    None => builder
+                        .apply_layer(&name, image.open_layer(i).with_context(cannot_open)?)?,
+                }
             }
             Some(BaseInput {
                 reference: reference.to_string(),

@@ -6,6 +6,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use icos_common::mapped::MappedFile;
 use icos_rootfs::{Manifest, RootfsBuilder, RootfsError};
 
 pub const EPOCH: u64 = 1_700_000_000;
@@ -163,12 +164,70 @@ impl Layer {
     }
 }
 
-/// Flattens layers (and optionally a spec) into a tar in memory.
+/// How a test hands layers to the builder: as streams (compressed or remote layers are read so),
+/// or mapped in place from a file (uncompressed local layers). Both must give the same result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadAs {
+    Stream,
+    Mapped,
+}
+
+/// Applies `layer` the way `how` says; a mapped layer is written to a file in `dir` first, and
+/// its verification always succeeds (the digest check is icos-oci's, tested there).
+pub fn apply(
+    builder: &mut RootfsBuilder,
+    dir: &Path,
+    name: &str,
+    layer: &[u8],
+    how: ReadAs,
+) -> Result<(), RootfsError> {
+    match how {
+        ReadAs::Stream => builder.apply_layer(name, layer),
+        ReadAs::Mapped => {
+            let file = tempfile::tempfile_in(dir).unwrap();
+            std::io::Write::write_all(&mut &file, layer).unwrap();
+            let mapped = MappedFile::new(file).unwrap();
+            let bytes = mapped.slice(0..layer.len() as u64).unwrap();
+            builder.apply_mapped_layer(name, bytes, || Ok(()))
+        }
+    }
+}
+
+/// Flattens layers into a tar in memory, read both ways; the two results must be identical
+/// (the same bytes and manifest, or the same error).
 pub fn flatten(layers: &[Vec<u8>]) -> Result<(Vec<u8>, Manifest), RootfsError> {
+    let streamed = flatten_as(layers, ReadAs::Stream);
+    let mapped = flatten_as(layers, ReadAs::Mapped);
+    match (&streamed, &mapped) {
+        (Ok((a, ma)), Ok((b, mb))) => {
+            assert!(a == b, "streamed and mapped layers gave different tars");
+            assert_eq!(
+                serde_json::to_value(ma).unwrap(),
+                serde_json::to_value(mb).unwrap(),
+                "streamed and mapped layers gave different manifests"
+            );
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "different refusals"),
+        _ => panic!(
+            "streamed: {:?}; mapped: {:?}",
+            streamed.as_ref().err(),
+            mapped.as_ref().err()
+        ),
+    }
+    streamed
+}
+
+pub fn flatten_as(layers: &[Vec<u8>], how: ReadAs) -> Result<(Vec<u8>, Manifest), RootfsError> {
     let spool = tempfile::tempdir().unwrap();
     let mut builder = RootfsBuilder::new(spool.path(), EPOCH.to_string().parse().unwrap())?;
     for (i, layer) in layers.iter().enumerate() {
-        builder.apply_layer(&format!("layer {}", i + 1), &layer[..])?;
+        apply(
+            &mut builder,
+            spool.path(),
+            &format!("layer {}", i + 1),
+            layer,
+            how,
+        )?;
     }
     let mut out = Vec::new();
     let manifest = builder.write_to(&mut out, None).unwrap();
