@@ -8,7 +8,9 @@
 #   floor  cat of the archive + openssl dgst -sha256 (SHA-NI when the CPU has it) + zstd -3 of
 #          the disk
 # Reports wall time and peak RSS per step (/usr/bin/time -f '%e %M') and the ratios of the issue's
-# targets: whole pipeline ≤ 0.5× hand and ≤ 1.5× floor, icos-rootfs ≤ 1.0× GNU tar normalization
+# targets. The three routes run ROUNDS times (default 3), interleaved, each round in fresh
+# directories; a step's time is its median over the rounds, its RSS the largest (a virtual
+# machine's first touch of memory makes single runs vary by 2x). Targets: whole pipeline ≤ 0.5× hand and ≤ 1.5× floor, icos-rootfs ≤ 1.0× GNU tar normalization
 # (reported against the bare `tar -c` normalization and against layers + normalization).
 #
 #   scripts/bench-debian.sh                          # makes the base first (mmdebstrap, Docker)
@@ -16,6 +18,7 @@
 #   ICOS_TOOLS=DIR scripts/bench-debian.sh …         # the icos binaries (default: bazel-bin's,
 #                                                    # from bazel build //toolchains/rust:tools)
 #   KEEP=1 scripts/bench-debian.sh …                 # keep the work directory
+#   ROUNDS=5 scripts/bench-debian.sh …               # more rounds
 #
 # Needs root (the hand route restores owners, xattrs and ACLs). The page cache is not dropped;
 # on a shared machine compare ratios from the same run only.
@@ -47,14 +50,18 @@ archive=${ref#docker-archive:}
 archive=${archive%@*}
 echo "== input: $ref, $(du -h --apparent-size "$archive" | cut -f1)" >&2
 
-declare -A T M
-measure() { # measure KEY CMD...: runs CMD, records wall seconds and peak RSS (KiB)
-  local key=$1; shift
+ROUNDS=${ROUNDS:-3}
+declare -A TS M
+measure() { # measure KEY CMD...: runs CMD, records wall seconds and the largest peak RSS (KiB)
+  local key=$1 t m; shift
   /usr/bin/time -f '%e %M' -o "$work/time.$key" "$@" >/dev/null
-  read -r T[$key] M[$key] <"$work/time.$key"
+  read -r t m <"$work/time.$key"
+  TS[$key]+=" $t"
+  ((m > ${M[$key]:-0})) && M[$key]=$m
+  return 0
 }
 
-echo "== ours" >&2
+ours_route() {
 mkdir -p "$work/ours"
 cd "$work/ours"
 measure o_rootfs "$tools/icos-rootfs" --base "$ref" --source-date-epoch "$EPOCH" --out rootfs.tar --manifest rootfs.manifest.json
@@ -72,8 +79,9 @@ measure o_disk "$tools/icos-disk" --layout layout.toml --seed "$SEED" --out disk
 measure o_pack "$tools/icos-pack" --out disk-img.tar.zst --source-date-epoch "$EPOCH" disk.img
 measure o_sums "$tools/icos-sums" --out SHA256SUMS disk-img.tar.zst
 disk_size=$(stat -c %s disk.img)
+}
 
-echo "== hand route" >&2
+hand_route() {
 mkdir -p "$work/hand/layers" "$work/hand/tree" "$work/hand/tree2"
 cd "$work/hand"
 # Docker's layers in order, each extracted over the last; a whiteout .wh.NAME deletes NAME, an
@@ -117,13 +125,29 @@ export -f hand_disk; export disk_size root_size
 measure h_disk bash -c hand_disk
 measure h_pack bash -c 'tar --sparse --mtime=@'"$EPOCH"' --owner=0 --group=0 --numeric-owner -cf - disk.img | zstd -q -3 -o disk-img.tar.zst'
 measure h_sums bash -c 'sha256sum disk-img.tar.zst > SHA256SUMS'
+}
 
-echo "== floor" >&2
+floor_route() {
 mkdir -p "$work/floor"
 cd "$work/floor"
 measure f_cat bash -c "cat '$archive' > copy.tar"
 measure f_sha openssl dgst -sha256 copy.tar
 measure f_zstd zstd -q -3 -f "$work/ours/disk.img" -o disk.img.zst
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+  echo "== round $round of $ROUNDS: ours, hand route, floor" >&2
+  chmod -R u+w "$work/ours" "$work/hand" "$work/floor" 2>/dev/null || true
+  rm -rf "$work/ours" "$work/hand" "$work/floor"
+  ours_route
+  hand_route
+  floor_route
+done
+cd "$work"
+declare -A T
+for key in "${!TS[@]}"; do
+  T[$key]=$(python3 -c 'import statistics, sys; print(f"{statistics.median(map(float, sys.argv[1:])):.2f}")' ${TS[$key]})
+done
 
 sum() { python3 -c "import sys; print(f'{sum(map(float, sys.argv[1:])):.2f}')" "$@"; }
 max() { python3 -c "import sys; print(max(map(int, sys.argv[1:])))" "$@"; }
@@ -142,7 +166,7 @@ row() { # the ratio column only where both routes have a step
   printf '| %-12s | %8s s | %6s MiB | %-26s | %8s s | %6s MiB | %5s |\n' "$1" "$2" "$(($3 / 1024))" "$4" "$5" "$(($6 / 1024))" "$r"
 }
 echo
-echo "base $(du -h --apparent-size "$archive" | cut -f1), $entries entries; root.ext4 $((root_size >> 20)) MiB, disk $((disk_size >> 20)) MiB; $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
+echo "base $(du -h --apparent-size "$archive" | cut -f1), $entries entries; median of $ROUNDS rounds; root.ext4 $((root_size >> 20)) MiB, disk $((disk_size >> 20)) MiB; $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 echo "| step         |      ours |       RSS | hand route                 |      hand |       RSS | ratio |"
 echo "|---|---|---|---|---|---|---|"
 row "icos-rootfs" "${T[o_rootfs]}" "${M[o_rootfs]}" "layers -x + whiteouts" "${T[h_layers]}" "${M[h_layers]}"
