@@ -37,6 +37,11 @@ pub struct WriteBehind<'data> {
 }
 
 impl<'data> WriteBehind<'data> {
+    /// Bytes appended so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// Appends `bytes` without copying them (unless they are small): hashed here, written later
     /// by the writing thread.
     pub fn write_borrowed(&mut self, bytes: &'data [u8]) -> io::Result<()> {
@@ -47,6 +52,17 @@ impl<'data> WriteBehind<'data> {
         self.count += bytes.len() as u64;
         self.ship_batch()?;
         self.send(Piece::Borrowed(bytes))
+    }
+
+    /// Appends `n` zero bytes, borrowed from one static zero block (never copied).
+    pub fn write_zeros(&mut self, mut n: u64) -> io::Result<()> {
+        static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+        while n > 0 {
+            let k = n.min(ZEROS.len() as u64) as usize;
+            self.write_borrowed(&ZEROS[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
     }
 
     fn ship_batch(&mut self) -> io::Result<()> {
@@ -156,6 +172,7 @@ mod tests {
                 w.write_all(&[1u8; 1000])?;
             }
             w.write_borrowed(&big[..BATCH])?;
+            w.write_zeros(3 << 20)?;
             Ok(42)
         })
         .unwrap();
@@ -164,6 +181,7 @@ mod tests {
         expected.extend_from_slice(b"small");
         expected.extend(std::iter::repeat_n(1u8, 3 * BATCH / 1000 * 1000));
         expected.extend_from_slice(&big[..BATCH]);
+        expected.resize(expected.len() + (3 << 20), 0);
         assert_eq!(count, 42);
         assert!(out == expected, "the bytes arrive in order");
         assert_eq!(len, expected.len() as u64);

@@ -3,8 +3,9 @@
 //! The layout file (TOML) lists the partitions in order; see [`LayoutFile`]. The disk is written
 //! in one pass in offset order: protective MBR, primary GPT, each partition image at its offset,
 //! backup GPT. Every byte (zeros included) goes through one SHA-256 for the disk digest, each image
-//! is hashed as it is read, and aligned all-zero 4 KiB blocks are not written (the output is
-//! sparse; its length is set at the end). The output is never read back.
+//! is mapped in place and hashed on a thread of its own, a second core writes what the first
+//! hashed (no image byte is copied in user space), and aligned all-zero 4 KiB blocks are not
+//! written (the output is sparse; its length is set at the end). The output is never read back.
 //!
 //! The GPT is written here rather than with the `gpt` crate: that crate writes headers and
 //! entries itself through its own device handle, so it cannot be fed through the single in-order
@@ -15,13 +16,14 @@ pub use icos_common::sparse;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use icos_common::{parse_size, seed, AtomicFile, Digest, HashingReader, HashingWriter};
+use icos_common::mapped::{MappedBytes, MappedFile, RELEASE_EVERY};
+use icos_common::{parse_size, seed, write_behind, AtomicFile, Digest, WriteBehind};
 use serde::{Deserialize, Serialize};
 
-use sparse::{write_zeros, SparseWriter};
+use sparse::SparseWriter;
 
 /// Schema of the report written next to the disk.
 pub const REPORT_SCHEMA: &str = "icos.disk-report/v1";
@@ -586,67 +588,60 @@ pub fn write_disk(plan: &Plan, out: &Path) -> Result<DiskReport, DiskError> {
     let entries = entry_array(plan);
     let entries_crc = crc32fast::hash(&entries);
 
+    // Every image mapped first: the disk's bytes are borrowed from the mappings (see below).
+    let mut images: Vec<Option<MappedBytes>> = Vec::with_capacity(plan.partitions.len());
+    for p in &plan.partitions {
+        images.push(match &p.image {
+            None => None,
+            Some(path) => Some(map_image(p, path)?),
+        });
+    }
+
     let mut file = AtomicFile::create(out).map_err(wr)?;
     let file_ref: &File = file.file();
-    // The whole disk is hashed on a second core while this one copies the partitions.
-    let mut disk = HashingWriter::background(SparseWriter::new(file_ref));
-    disk.write_all(&protective_mbr(plan)).map_err(wr)?;
-    disk.write_all(&header(plan, entries_crc, true))
-        .map_err(wr)?;
-    disk.write_all(&entries).map_err(wr)?;
-
     let mut order: Vec<usize> = (0..plan.partitions.len()).collect();
     order.sort_by_key(|&i| plan.partitions[i].offset);
     let mut digests: Vec<Option<Digest>> = vec![None; plan.partitions.len()];
-    let mut buf = vec![0u8; 1 << 20];
-    for i in order {
-        let p = &plan.partitions[i];
-        let gap = p.offset - disk.count();
-        write_zeros(&mut disk, gap).map_err(wr)?;
-        if let Some(path) = &p.image {
-            let ierr = |source: io::Error| DiskError::Image {
-                name: p.name.clone(),
-                image: path.clone(),
-                source,
-            };
-            let f = File::open(path).map_err(ierr)?;
-            let mut img = HashingReader::new(BufReader::with_capacity(0, f));
-            loop {
-                let n = read_full(&mut img, &mut buf).map_err(ierr)?;
-                if n == 0 {
-                    break;
+    // The disk is hashed on this core as it is produced, each image on a thread of its own
+    // from its mapping, and a second core writes (icos_common::write_behind): no image byte is
+    // copied in user space.
+    let (digests, sparse, sha256, size) = {
+        let ((), sparse, sha256, size) = write_behind(SparseWriter::new(file_ref), |disk| {
+            disk.write_all(&protective_mbr(plan))?;
+            disk.write_all(&header(plan, entries_crc, true))?;
+            disk.write_all(&entries)?;
+            for &i in &order {
+                let p = &plan.partitions[i];
+                let gap = p.offset - disk.count();
+                disk.write_zeros(gap)?;
+                if let Some(image) = &images[i] {
+                    digests[i] = Some(copy_image(disk, image)?);
                 }
-                if img.count() > p.image_size {
-                    return Err(DiskError::ImageChanged {
-                        name: p.name.clone(),
-                        image: path.clone(),
-                        expected: p.image_size,
-                    });
-                }
-                disk.write_all(&buf[..n]).map_err(wr)?;
+                let pad = p.offset + p.size - disk.count();
+                disk.write_zeros(pad)?;
             }
-            let (digest, n) = img.finish();
-            if n != p.image_size {
-                return Err(DiskError::ImageChanged {
+            let backup_entries_at = plan.disk_size - (ENTRY_SECTORS + 1) * SECTOR;
+            let tail = backup_entries_at - disk.count();
+            disk.write_zeros(tail)?;
+            disk.write_all(&entries)?;
+            disk.write_all(&header(plan, entries_crc, false))
+        })
+        .map_err(wr)?;
+        (digests, sparse, sha256, size)
+    };
+    debug_assert_eq!(size, plan.disk_size);
+    for (p, image) in plan.partitions.iter().zip(&images) {
+        if let (Some(path), Some(image)) = (&p.image, image) {
+            image
+                .file()
+                .check_unchanged()
+                .map_err(|_| DiskError::ImageChanged {
                     name: p.name.clone(),
                     image: path.clone(),
                     expected: p.image_size,
-                });
-            }
-            digests[i] = Some(digest);
+                })?;
         }
-        let pad = p.offset + p.size - disk.count();
-        write_zeros(&mut disk, pad).map_err(wr)?;
     }
-    let backup_entries_at = plan.disk_size - (ENTRY_SECTORS + 1) * SECTOR;
-    let tail = backup_entries_at - disk.count();
-    write_zeros(&mut disk, tail).map_err(wr)?;
-    disk.write_all(&entries).map_err(wr)?;
-    disk.write_all(&header(plan, entries_crc, false))
-        .map_err(wr)?;
-
-    let (sparse, sha256, size) = disk.finish();
-    debug_assert_eq!(size, plan.disk_size);
     sparse.finish().map_err(wr)?;
     file.commit().map_err(wr)?;
 
@@ -678,18 +673,42 @@ pub fn write_disk(plan: &Plan, out: &Path) -> Result<DiskReport, DiskError> {
     })
 }
 
-/// Reads until `buf` is full or the input ends.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+/// A partition image mapped in place, refused unless it still has the size it was planned with.
+fn map_image(p: &Partition, path: &Path) -> Result<MappedBytes, DiskError> {
+    let ierr = |source: io::Error| DiskError::Image {
+        name: p.name.clone(),
+        image: path.to_path_buf(),
+        source,
+    };
+    let mapped = File::open(path).and_then(MappedFile::new).map_err(ierr)?;
+    if mapped.len() != p.image_size {
+        return Err(DiskError::ImageChanged {
+            name: p.name.clone(),
+            image: path.to_path_buf(),
+            expected: p.image_size,
+        });
     }
-    Ok(n)
+    Ok(mapped
+        .slice(0..mapped.len())
+        .expect("a whole file is within its mapping"))
+}
+
+/// Appends an image to the disk, in steps that give its pages back as they go; returns the
+/// image's own digest, computed on another thread meanwhile.
+fn copy_image<'a>(disk: &mut WriteBehind<'a>, image: &'a MappedBytes) -> io::Result<Digest> {
+    std::thread::scope(|scope| {
+        let digest = scope.spawn(|| image.sha256());
+        let mut written = Ok(());
+        for chunk in image.chunks(RELEASE_EVERY as usize) {
+            written = disk.write_borrowed(chunk);
+            if written.is_err() {
+                break;
+            }
+            image.file().release();
+        }
+        let digest = digest.join().expect("the hashing thread panicked");
+        written.map(|()| digest)
+    })
 }
 
 /// Writes a report as pretty JSON (with a final newline) through an [`AtomicFile`].

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -427,4 +428,24 @@ fn verity_params_give_the_root_hash_and_bad_ones_are_named() {
             "{err}"
         );
     }
+}
+
+/// A partition image that changes between the plan and the copy fails the disk, and nothing
+/// appears under the output's name.
+#[test]
+fn an_image_changed_after_planning_is_refused() {
+    let fx = fixture();
+    let out = fx.dir.join("o.img");
+    let layout = icos_disk::read_layout(&fx.layout).unwrap();
+    let plan = icos_disk::plan(&fx.layout, &layout, &opts("s")).unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&fx.root)
+        .unwrap()
+        .write_all(b"more")
+        .unwrap();
+    let e = icos_disk::write_disk(&plan, &out).unwrap_err();
+    assert!(matches!(e, DiskError::ImageChanged { .. }), "{e}");
+    assert!(e.to_string().contains("changed while it was copied"), "{e}");
+    assert!(!out.exists());
 }
