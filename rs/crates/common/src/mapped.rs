@@ -87,6 +87,14 @@ impl MappedFile {
         self.stamp.len == 0
     }
 
+    /// All the mapped bytes.
+    pub fn whole(self: &Arc<Self>) -> MappedBytes {
+        MappedBytes {
+            file: Arc::clone(self),
+            range: 0..self.map.len(),
+        }
+    }
+
     /// The mapped bytes from `range`, or None when the file is shorter than that.
     pub fn slice(self: &Arc<Self>, range: Range<u64>) -> Option<MappedBytes> {
         let start = usize::try_from(range.start).ok()?;

@@ -680,17 +680,18 @@ fn map_image(p: &Partition, path: &Path) -> Result<MappedBytes, DiskError> {
         image: path.to_path_buf(),
         source,
     };
-    let mapped = File::open(path).and_then(MappedFile::new).map_err(ierr)?;
-    if mapped.len() != p.image_size {
+    let bytes = File::open(path)
+        .and_then(MappedFile::new)
+        .map_err(ierr)?
+        .whole();
+    if bytes.len() as u64 != p.image_size {
         return Err(DiskError::ImageChanged {
             name: p.name.clone(),
             image: path.to_path_buf(),
             expected: p.image_size,
         });
     }
-    Ok(mapped
-        .slice(0..mapped.len())
-        .expect("a whole file is within its mapping"))
+    Ok(bytes)
 }
 
 /// Appends an image to the disk, in steps that give its pages back as they go; returns the

@@ -517,7 +517,7 @@ impl BlobSource for Registry {
         let Some(store) = &self.store else {
             return Ok(None);
         };
-        let Some((file, len)) = store.open(digest)? else {
+        let Some((file, _)) = store.open(digest)? else {
             return Ok(None); // streamed (and stored) the first time
         };
         let location = self.store_location(store, digest);
@@ -529,10 +529,7 @@ impl BlobSource for Registry {
                 format!("cannot map {location}: {e}"),
             )
         })?;
-        let bytes = mapped
-            .slice(0..len)
-            .expect("a whole file is within its mapping");
-        Ok(Some((bytes, location)))
+        Ok(Some((mapped.whole(), location)))
     }
 
     fn reference(&self) -> &str {

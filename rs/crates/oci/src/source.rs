@@ -80,13 +80,10 @@ pub(crate) trait BlobSource: Send + Sync {
 
 /// Maps a whole local file.
 pub(crate) fn map_file(path: &std::path::Path) -> Result<MappedBytes, String> {
-    let mapped = File::open(path)
+    File::open(path)
         .and_then(MappedFile::new)
-        .map_err(|e| format!("cannot map {}: {e}", path.display()))?;
-    let len = mapped.len();
-    Ok(mapped
-        .slice(0..len)
-        .expect("a whole file is within its mapping"))
+        .map(|mapped| mapped.whole())
+        .map_err(|e| format!("cannot map {}: {e}", path.display()))
 }
 
 /// `layer 1 sha256:… of REF (LOCATION)`: how every blob message starts.

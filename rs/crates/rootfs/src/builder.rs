@@ -119,15 +119,15 @@ impl RootfsBuilder {
                 self.apply_compressed_extra_layer(&name, compression, file, &layer_error)?
             } else {
                 // Uncompressed: read in place, its digest computed on a second core meanwhile.
-                let mapped = MappedFile::new(file).map_err(|e| {
-                    layer_error(format!("cannot map {}: {e}", source.resolved.display()))
-                })?;
-                let bytes = mapped
-                    .slice(0..mapped.len())
-                    .expect("a whole file is within its mapping");
+                let bytes = MappedFile::new(file)
+                    .map_err(|e| {
+                        layer_error(format!("cannot map {}: {e}", source.resolved.display()))
+                    })?
+                    .whole();
+                let size = bytes.len() as u64;
                 let whole = bytes.clone();
                 let sha256 = self.apply_mapped_layer(&name, bytes, move || Ok(whole.sha256()))?;
-                (sha256, mapped.len())
+                (sha256, size)
             };
             self.extra_layers.push(FileInput {
                 path: source.name.clone(),
