@@ -32,7 +32,13 @@ pub(crate) fn apply(
     let mut archive = TarReader::new(&mut buffered as &mut dyn Read);
     apply_entries(tree, layer, &mut archive, None)?;
     // Read to the very end: a verifying reader checks the digest only once it has seen every byte.
-    // What follows the end-of-archive marker is bounded: a compressed layer could go on forever.
+    read_to_end(archive, layer)
+}
+
+/// Reads what follows the end-of-archive marker, bounded (a compressed layer could go on forever).
+/// Mapped layers go through it too, so a layer is accepted or refused the same way whichever way
+/// it is read.
+fn read_to_end<R: Read>(archive: TarReader<R>, layer: &str) -> Result<(), RootfsError> {
     archive.finish().map_err(|e| RootfsError::LayerRead {
         layer: layer.to_string(),
         context: "cannot read the end of the layer".to_string(),
@@ -52,14 +58,7 @@ pub(crate) fn apply_mapped(
     let source = tree.add_source(layer, bytes.clone());
     let mut archive = TarReader::seekable(io::Cursor::new(&bytes[..]));
     apply_entries(tree, layer, &mut archive, Some(source))?;
-    // The same bound on what follows the end-of-archive marker as for a stream, so a layer is
-    // accepted or refused the same way whichever way it is read.
-    archive.finish().map_err(|e| RootfsError::LayerRead {
-        layer: layer.to_string(),
-        context: "cannot read the end of the layer".to_string(),
-        source: e.into(),
-    })?;
-    Ok(())
+    read_to_end(archive, layer)
 }
 
 fn apply_entries<R: Read>(
