@@ -680,7 +680,8 @@ fn map_image(p: &Partition, path: &Path) -> Result<MappedBytes, DiskError> {
         image: path.to_path_buf(),
         source,
     };
-    let bytes = File::open(path)
+    // Opened like every input: a FIFO or device is refused, never blocks.
+    let bytes = icos_common::open_regular(path)
         .and_then(MappedFile::new)
         .map_err(ierr)?
         .whole();

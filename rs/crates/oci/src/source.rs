@@ -78,9 +78,9 @@ pub(crate) trait BlobSource: Send + Sync {
     fn reference(&self) -> &str;
 }
 
-/// Maps a whole local file.
+/// Maps a whole local file, opened like every input: a FIFO or device is refused, never blocks.
 pub(crate) fn map_file(path: &std::path::Path) -> Result<MappedBytes, String> {
-    File::open(path)
+    icos_common::open_regular(path)
         .and_then(MappedFile::new)
         .map(|mapped| mapped.whole())
         .map_err(|e| format!("cannot map {}: {e}", path.display()))
