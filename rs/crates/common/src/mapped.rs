@@ -148,6 +148,22 @@ impl MappedBytes {
         &self.file
     }
 
+    /// The bytes from `range` of these ones, or None when they are shorter than that.
+    pub fn slice(&self, range: Range<u64>) -> Option<MappedBytes> {
+        let start = self
+            .range
+            .start
+            .checked_add(usize::try_from(range.start).ok()?)?;
+        let end = self
+            .range
+            .start
+            .checked_add(usize::try_from(range.end).ok()?)?;
+        (start <= end && end <= self.range.end).then(|| MappedBytes {
+            file: Arc::clone(&self.file),
+            range: start..end,
+        })
+    }
+
     /// The SHA-256 of these bytes, read [`RELEASE_EVERY`] bytes at a time with the file's pages
     /// released after each step: hashing a large file does not make it resident.
     pub fn sha256(&self) -> Digest {
@@ -184,6 +200,13 @@ mod tests {
         #[allow(clippy::reversed_empty_ranges)] // on purpose: a hostile range
         let backwards = 6..5;
         assert!(mapped.slice(backwards).is_none(), "backwards");
+        let middle = mapped.slice(2..8).unwrap();
+        assert_eq!(&*middle.slice(1..3).unwrap(), b"34");
+        assert!(
+            middle.slice(0..7).is_none(),
+            "past the slice's end, inside the file"
+        );
+        assert!(middle.slice(3..u64::MAX).is_none(), "far past the end");
         mapped.check_unchanged().unwrap();
         mapped.release();
         assert_eq!(

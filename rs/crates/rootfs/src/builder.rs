@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use flate2::read::MultiGzDecoder;
 use icos_common::mapped::{MappedBytes, MappedFile};
@@ -28,6 +29,9 @@ pub struct RootfsBuilder {
     files: BTreeMap<String, FileInput>,
     extra_layers: Vec<FileInput>,
     unmatched_removals: Vec<String>,
+    /// Layers mapped in place whose digests are still being checked, on threads of their own,
+    /// while the build goes on: nothing is committed before they all passed.
+    verifying: Vec<(String, JoinHandle<io::Result<()>>)>,
 }
 
 /// What a successful build wrote: the manifest file says the rest (its entries are written as they
@@ -58,6 +62,7 @@ impl RootfsBuilder {
             files: BTreeMap::new(),
             extra_layers: Vec::new(),
             unmatched_removals: Vec::new(),
+            verifying: Vec::new(),
         })
     }
 
@@ -65,41 +70,64 @@ impl RootfsBuilder {
     /// `name` identifies the layer in errors, e.g. `layer 2 (sha256:…) of oci:…`.
     /// The stream is read to its end (a verifying reader checks its digest there).
     pub fn apply_layer(&mut self, name: &str, mut layer: impl Read) -> Result<(), RootfsError> {
-        layer::apply(&mut self.tree, name, &mut layer)
+        let applied = layer::apply(&mut self.tree, name, &mut layer);
+        self.or_verify_error(applied)
     }
 
     /// Applies one uncompressed layer mapped in place (see `icos_oci::Image::map_layer`): file
     /// contents stay in the mapping until the tar is written, instead of being copied to the
-    /// spool. `verify` checks the bytes against the layer's digest; it runs on a second core
-    /// while this one parses, and its error wins over any parse error (a corrupt layer is
-    /// reported as corrupt, not as whatever its bytes happen to look like).
-    pub fn apply_mapped_layer<T: Send>(
+    /// spool. `verify` checks the bytes against the layer's digest. It runs on another core while
+    /// the build goes on, and the build waits for it before anything is committed. Its error wins
+    /// over any later one: a corrupt layer is reported as corrupt, not as whatever its bytes
+    /// happen to look like.
+    pub fn apply_mapped_layer(
         &mut self,
         name: &str,
         bytes: MappedBytes,
-        verify: impl FnOnce() -> io::Result<T> + Send,
-    ) -> Result<T, RootfsError> {
-        let (verified, applied) = std::thread::scope(|scope| {
-            let verifier = std::thread::Builder::new()
-                .name("verify layer".into())
-                .spawn_scoped(scope, verify)
-                .expect("cannot start a thread");
-            let applied = layer::apply_mapped(&mut self.tree, name, bytes);
-            (
-                verifier.join().expect("the verifying thread panicked"),
-                applied,
-            )
-        });
-        let verified = verified.map_err(|source| RootfsError::LayerRead {
-            layer: name.to_string(),
-            context: "cannot verify the layer".to_string(),
-            source,
-        })?;
-        applied.map(|()| verified)
+        verify: impl FnOnce() -> io::Result<()> + Send + 'static,
+    ) -> Result<(), RootfsError> {
+        let verifier = std::thread::Builder::new()
+            .name("verify layer".into())
+            .spawn(verify)
+            .expect("cannot start a thread");
+        self.verifying.push((name.to_string(), verifier));
+        let applied = layer::apply_mapped(&mut self.tree, name, bytes);
+        self.or_verify_error(applied)
+    }
+
+    /// Waits for every layer still being verified; the first failure, in layer order. The builder
+    /// calls it before any error and before committing; a caller whose own step failed calls it
+    /// to report a corrupt earlier layer first.
+    pub fn finish_verifying(&mut self) -> Result<(), RootfsError> {
+        let mut first_error = None;
+        for (name, verifier) in self.verifying.drain(..) {
+            let verified = verifier.join().expect("the verifying thread panicked");
+            if let (Err(source), None) = (verified, &first_error) {
+                first_error = Some(RootfsError::LayerRead {
+                    layer: name,
+                    context: "cannot verify the layer".to_string(),
+                    source,
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// `result`, unless a layer failed its verification: that is the error then.
+    fn or_verify_error<T>(&mut self, result: Result<T, RootfsError>) -> Result<T, RootfsError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(error) => Err(self.finish_verifying().err().unwrap_or(error)),
+        }
     }
 
     /// Applies the spec: extra layers, then removals, then dirs, files and symlinks.
     pub fn apply_spec(&mut self, spec: &ImageSpec) -> Result<(), RootfsError> {
+        let applied = self.apply_spec_unverified(spec);
+        self.or_verify_error(applied)
+    }
+
+    fn apply_spec_unverified(&mut self, spec: &ImageSpec) -> Result<(), RootfsError> {
         let spec_path = spec.path.to_string_lossy().into_owned();
         self.spec = Some(SpecInput {
             path: spec_path.clone(),
@@ -118,15 +146,21 @@ impl RootfsBuilder {
             let (sha256, size) = if let Some(compression) = compression_of(&source.name) {
                 self.apply_compressed_extra_layer(&name, compression, file, &layer_error)?
             } else {
-                // Uncompressed: read in place, its digest computed on a second core meanwhile.
+                // Uncompressed: read in place.
                 let bytes = MappedFile::new(file)
                     .map_err(|e| {
                         layer_error(format!("cannot map {}: {e}", source.resolved.display()))
                     })?
                     .whole();
                 let size = bytes.len() as u64;
-                let whole = bytes.clone();
-                let sha256 = self.apply_mapped_layer(&name, bytes, move || Ok(whole.sha256()))?;
+                // Its digest is recorded (there is none to check): hashed on a second core while
+                // this one parses.
+                let (sha256, applied) = std::thread::scope(|scope| {
+                    let hasher = scope.spawn(|| bytes.sha256());
+                    let applied = layer::apply_mapped(&mut self.tree, &name, bytes.clone());
+                    (hasher.join().expect("the hashing thread panicked"), applied)
+                });
+                applied?;
                 (sha256, size)
             };
             self.extra_layers.push(FileInput {
@@ -172,13 +206,12 @@ impl RootfsBuilder {
                 Content::Source(source) => {
                     let inode =
                         self.spool_source(&file.label, source, meta_of(&file.owner), spec)?;
-                    let stored = &self.tree.inodes[inode];
                     self.files.insert(
                         source.name.clone(),
                         FileInput {
                             path: source.name.clone(),
-                            sha256: stored.sha256,
-                            size: stored.size,
+                            sha256: self.tree.digests[inode],
+                            size: self.tree.inodes[inode].size,
                         },
                     );
                     inode
@@ -305,14 +338,18 @@ impl RootfsBuilder {
     /// Writes the normalized tar to `out` and returns the manifest describing it (held in memory
     /// whole: [`RootfsBuilder::write`] streams it to a file instead).
     pub fn write_to(
-        &self,
+        &mut self,
         out: impl Write + Send,
         base: Option<BaseInput>,
-    ) -> Result<Manifest, io::Error> {
-        let (output, _) = self.write_tar(out)?;
-        self.tree
-            .check_sources_unchanged()
-            .map_err(|(layer, e)| io::Error::new(e.kind(), format!("{layer}: {e}")))?;
+    ) -> Result<Manifest, RootfsError> {
+        let written = self.write_tar(out).map_err(|source| RootfsError::Io {
+            context: "cannot write",
+            path: PathBuf::from("the output"),
+            source,
+        });
+        let (output, _) = self.or_verify_error(written)?;
+        self.finish_verifying()?;
+        self.check_sources_unchanged()?;
         Ok(Manifest {
             schema: SCHEMA.to_string(),
             tool: tool_info(),
@@ -324,12 +361,35 @@ impl RootfsBuilder {
     }
 
     /// Writes the tar, hashing it on the way; returns its digest and size, and its entry count.
-    fn write_tar(&self, out: impl Write + Send) -> io::Result<(OutputInfo, usize)> {
-        // Hashed on this core while a second one writes: contents mapped in place are never copied
-        // in user space (see icos_common::write_behind).
-        let (entries, _, sha256, size) =
-            icos_common::write_behind(out, |sink| writer::write_tar(&self.tree, sink))?;
+    /// The files still in mapped layers are hashed meanwhile, for the manifest.
+    fn write_tar(&mut self, out: impl Write + Send) -> io::Result<(OutputInfo, usize)> {
+        let mut digests = std::mem::take(&mut self.tree.digests);
+        let tree = &self.tree;
+        let written = std::thread::scope(|scope| {
+            let hasher = std::thread::Builder::new()
+                .name("hash files".into())
+                .spawn_scoped(scope, || tree.hash_mapped_files(&mut digests))
+                .expect("cannot start a thread");
+            // Hashed on this core while another writes: contents mapped in place are never
+            // copied in user space (see icos_common::write_behind).
+            let written = icos_common::write_behind(out, |sink| writer::write_tar(tree, sink));
+            hasher.join().expect("the hashing thread panicked");
+            written
+        });
+        self.tree.digests = digests;
+        let (entries, _, sha256, size) = written?;
         Ok((OutputInfo { sha256, size }, entries))
+    }
+
+    /// The tripwire: no layer read in place was written during the build.
+    fn check_sources_unchanged(&self) -> Result<(), RootfsError> {
+        self.tree
+            .check_sources_unchanged()
+            .map_err(|(layer, source)| RootfsError::LayerRead {
+                layer,
+                context: "cannot trust the layer read in place".to_string(),
+                source,
+            })
     }
 
     fn inputs(&self, base: Option<BaseInput>) -> Inputs {
@@ -344,7 +404,7 @@ impl RootfsBuilder {
     /// Writes the rootfs tar and its manifest. Both appear under their final names only if the
     /// whole build succeeds.
     pub fn write(
-        self,
+        mut self,
         tar_path: &Path,
         manifest_path: &Path,
         base: Option<BaseInput>,
@@ -362,19 +422,13 @@ impl RootfsBuilder {
         // All-zero 4 KiB blocks stay holes: a 3 GiB file of zeros costs no 3 GiB of disk, and
         // the bytes read back are the same.
         let mut sparse = SparseWriter::new(tar_file.file());
-        let (output, entries) = self
+        let written = self
             .write_tar(&mut sparse)
-            .map_err(io_error("cannot write", tar_path))?;
-        self.tree
-            .check_sources_unchanged()
-            .map_err(|(layer, source)| RootfsError::LayerRead {
-                layer,
-                context: "cannot trust the layer read in place".to_string(),
-                source,
-            })?;
-        sparse
-            .finish()
-            .map_err(io_error("cannot write", tar_path))?;
+            .and_then(|written| sparse.finish().map(|_| written))
+            .map_err(io_error("cannot write", tar_path));
+        let (output, entries) = self.or_verify_error(written)?;
+        self.finish_verifying()?;
+        self.check_sources_unchanged()?;
         let inputs = self.inputs(base);
         let mut manifest_file =
             AtomicFile::create(manifest_path).map_err(io_error("cannot create", manifest_path))?;

@@ -47,8 +47,8 @@ fn read_to_end<R: Read>(archive: TarReader<R>, layer: &str) -> Result<(), Rootfs
     Ok(())
 }
 
-/// Applies a layer mapped in place: regular files are hashed where they lie and left there
-/// ([`Tree::mapped_file`]), nothing is copied. The caller verifies the bytes.
+/// Applies a layer mapped in place: regular files are left where they lie ([`Tree::mapped_file`];
+/// hashed when the tar is written), nothing is copied. The caller verifies the bytes.
 pub(crate) fn apply_mapped(
     tree: &mut Tree,
     layer: &str,

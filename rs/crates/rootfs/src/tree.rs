@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use std::ops::Bound;
 use std::path::Path;
 
-use icos_common::mapped::MappedBytes;
+use icos_common::mapped::{MappedBytes, RELEASE_EVERY};
 use icos_common::{Digest, StreamHasher};
 
 use crate::error::EntryProblem;
@@ -52,7 +52,6 @@ pub(crate) struct Inode {
     pub meta: Meta,
     pub content: Content,
     pub size: u64,
-    pub sha256: Digest,
 }
 
 /// Where a regular file's bytes are kept until the tar is written.
@@ -115,6 +114,9 @@ pub(crate) struct Node {
 pub(crate) struct Tree {
     pub nodes: BTreeMap<Box<str>, Node>,
     pub inodes: Vec<Inode>,
+    /// The SHA-256 of each inode's content, by inode number. Kept apart from the inodes so that
+    /// [`Tree::hash_mapped_files`] fills it in while the tar is written from the inodes.
+    pub digests: Vec<Digest>,
     spool: Spool,
     /// Layers mapped in place, with their names for messages.
     sources: Vec<(String, MappedBytes)>,
@@ -152,6 +154,7 @@ impl Tree {
         Ok(Tree {
             nodes,
             inodes: Vec::new(),
+            digests: Vec::new(),
             spool,
             sources: Vec::new(),
             epoch,
@@ -190,8 +193,8 @@ impl Tree {
             meta,
             content: Content::Spool { offset },
             size: copied,
-            sha256: hasher.finish(),
         });
+        self.digests.push(hasher.finish());
         Ok(Ok(self.inodes.len() - 1))
     }
 
@@ -201,9 +204,9 @@ impl Tree {
         u32::try_from(self.sources.len() - 1).expect("fewer than 2^32 layers")
     }
 
-    /// Makes an inode of `size` bytes at `offset` of mapped source `source`, hashing them in
-    /// place (the other core is verifying the layer meanwhile); `Err(available)` when the source
-    /// ends before.
+    /// Makes an inode of `size` bytes at `offset` of mapped source `source`; `Err(available)` when
+    /// the source ends before. The bytes are not read here: [`Tree::hash_mapped_files`] hashes
+    /// them later, beside the writing of the tar.
     pub fn mapped_file(
         &mut self,
         source: u32,
@@ -216,14 +219,40 @@ impl Tree {
         if available < size {
             return Err(available);
         }
-        let sha256 = Digest::of(&bytes[offset as usize..(offset + size) as usize]);
         self.inodes.push(Inode {
             meta,
             content: Content::Mapped { source, offset },
             size,
-            sha256,
         });
+        // Set by Tree::hash_mapped_files.
+        self.digests.push(Digest::from_bytes([0; 32]));
         Ok(self.inodes.len() - 1)
+    }
+
+    /// Hashes every inode left in a mapped source into `digests` (the tree's own, taken out while
+    /// this runs on one core and another writes the tar), in source order, with the pages given
+    /// back as it goes ([`RELEASE_EVERY`]).
+    pub fn hash_mapped_files(&self, digests: &mut [Digest]) {
+        // Where in which source the pages were last given back: the distance walked counts, not
+        // the bytes hashed (a million small files span a gigabyte of headers and padding).
+        let mut released_at = (u32::MAX, 0);
+        for (inode, digest) in self.inodes.iter().zip(digests) {
+            let Content::Mapped { source, offset } = inode.content else {
+                continue;
+            };
+            let bytes = &self.sources[source as usize].1;
+            if released_at.0 != source || offset.abs_diff(released_at.1) >= RELEASE_EVERY {
+                bytes.file().release();
+                released_at = (source, offset);
+            }
+            // In bounds: checked when the inode was made (Tree::mapped_file).
+            let content = bytes.slice(offset..offset + inode.size).expect("in bounds");
+            *digest = if inode.size < RELEASE_EVERY {
+                Digest::of(&content)
+            } else {
+                content.sha256() // gives the pages back as it goes
+            };
+        }
     }
 
     /// Gives back the resident pages of every layer mapped in place ([`MappedFile::release`]).

@@ -33,8 +33,9 @@ struct Resolved<'a> {
 
 enum What<'a> {
     Dir,
-    /// The first (bytewise-smallest) path of an inode carries its data...
-    File(&'a Inode),
+    /// The first (bytewise-smallest) path of an inode carries its data (the inode and its
+    /// number)...
+    File(&'a Inode, usize),
     /// ...and its other paths link to that one.
     Hardlink(&'a str),
     Symlink(&'a str),
@@ -74,7 +75,7 @@ fn resolved(tree: &Tree) -> impl Iterator<Item = Resolved<'_>> {
                 Some(first) => What::Hardlink(first),
                 None => {
                     first_path[*inode] = Some(path);
-                    What::File(&tree.inodes[*inode])
+                    What::File(&tree.inodes[*inode], *inode)
                 }
             },
             (Kind::Symlink(target), _) => What::Symlink(target),
@@ -123,7 +124,7 @@ pub(crate) fn write_tar<'t>(tree: &'t Tree, out: &mut WriteBehind<'t>) -> io::Re
         let mut data = None;
         match entry.what {
             What::Dir => {}
-            What::File(inode) => {
+            What::File(inode, _) => {
                 member.typeflag = b'0';
                 member.size = inode.size;
                 data = Some(inode);
@@ -160,7 +161,7 @@ pub(crate) fn write_tar<'t>(tree: &'t Tree, out: &mut WriteBehind<'t>) -> io::Re
     Ok(count)
 }
 
-fn manifest_entry(entry: &Resolved<'_>) -> Entry {
+fn manifest_entry(tree: &Tree, entry: &Resolved<'_>) -> Entry {
     let path = entry.path;
     let meta = entry.meta;
     let mut manifest = Entry {
@@ -179,10 +180,10 @@ fn manifest_entry(entry: &Resolved<'_>) -> Entry {
     };
     match entry.what {
         What::Dir => {}
-        What::File(inode) => {
+        What::File(inode, number) => {
             manifest.kind = EntryType::File;
             manifest.size = Some(inode.size);
-            manifest.sha256 = Some(inode.sha256);
+            manifest.sha256 = Some(tree.digests[number]);
         }
         What::Hardlink(first) => {
             manifest.kind = EntryType::Hardlink;
@@ -214,7 +215,7 @@ fn manifest_entry(entry: &Resolved<'_>) -> Entry {
 
 /// The manifest entries of the tree, in tar order.
 pub(crate) fn manifest_entries(tree: &Tree) -> Vec<Entry> {
-    resolved(tree).map(|e| manifest_entry(&e)).collect()
+    resolved(tree).map(|e| manifest_entry(tree, &e)).collect()
 }
 
 /// Serializes as the manifest's `entries` array, one entry at a time.
@@ -222,7 +223,7 @@ pub(crate) struct ManifestEntries<'a>(pub &'a Tree);
 
 impl Serialize for ManifestEntries<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(resolved(self.0).map(|e| manifest_entry(&e)))
+        serializer.collect_seq(resolved(self.0).map(|e| manifest_entry(self.0, &e)))
     }
 }
 

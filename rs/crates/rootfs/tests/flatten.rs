@@ -451,3 +451,30 @@ fn repeated_markers_and_deep_trees() {
     let err = flatten(&[under_file]).unwrap_err().to_string();
     assert!(err.contains("x/f/g/h") && err.contains("x/f"), "{err}");
 }
+
+/// Every file's manifest digest is its content's, whatever its size and however far apart the
+/// files lie: a file bigger than a release step (32 MiB) between small ones, across two layers.
+/// `flatten` also checks the mapped layer against the streamed one, which hashes on the way in.
+#[test]
+fn file_digests_cover_big_and_small_files_across_layers() {
+    let big: Vec<u8> = (0..(40u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let l1 = Layer::new()
+        .file("a", b"before")
+        .file("big", &big)
+        .file("c", b"after")
+        .finish();
+    let l2 = Layer::new().file("a", b"replaced").file("d", b"").finish();
+    let (_, manifest) = flatten(&[l1, l2]).unwrap();
+    let digest_of = |path: &str| {
+        let entry = manifest.entries.iter().find(|e| e.path == path).unwrap();
+        entry.sha256.unwrap()
+    };
+    for (path, content) in [
+        ("/a", &b"replaced"[..]),
+        ("/big", &big[..]),
+        ("/c", b"after"),
+        ("/d", b""),
+    ] {
+        assert_eq!(digest_of(path), icos_common::Digest::of(content), "{path}");
+    }
+}

@@ -430,15 +430,21 @@ fn trailing_data_after_the_end_of_archive_is_bounded() {
     );
 }
 
-/// A layer mapped in place is parsed while a second thread verifies it: a failed verification is
-/// the error, whatever the parse made of the bytes (a corrupt layer is reported as corrupt, not as
-/// whatever its bytes happen to look like), and nothing is written.
+/// A layer mapped in place is verified on another thread while the build goes on: a failed
+/// verification is the error, whatever the parse made of the bytes and whatever failed after it (a
+/// corrupt layer is reported as corrupt, not as whatever its bytes happen to look like), and
+/// nothing is written.
 #[test]
 fn a_mapped_layer_that_fails_verification_is_refused_as_such() {
     let good = Layer::new().file("a", b"a").finish();
     let mut broken_header = good.clone();
     broken_header[0] ^= 0x20; // the name changes: the header checksum no longer matches
-    for layer in [good, broken_header] {
+    let cases = [
+        ("parses", good.clone(), None),
+        ("does not parse", broken_header.clone(), None),
+        ("parses, the next layer does not", good, Some(broken_header)),
+    ];
+    for (what, layer, next) in cases {
         let dir = tempfile::tempdir().unwrap();
         let mapped = MappedFile::new({
             let file = tempfile::tempfile_in(dir.path()).unwrap();
@@ -447,19 +453,30 @@ fn a_mapped_layer_that_fails_verification_is_refused_as_such() {
         })
         .unwrap();
         let bytes = mapped.slice(0..layer.len() as u64).unwrap();
+        let (tar, manifest) = (dir.path().join("rootfs.tar"), dir.path().join("m.json"));
         let mut builder =
             RootfsBuilder::new(dir.path(), EPOCH.to_string().parse().unwrap()).unwrap();
-        let err = builder
-            .apply_mapped_layer("layer 1 (sha256:abc) of oci:x", bytes, || {
-                Err::<(), _>(io::Error::new(
+        let build = || -> Result<(), RootfsError> {
+            builder.apply_mapped_layer("layer 1 (sha256:abc) of oci:x", bytes, || {
+                Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "content does not match the digest",
                 ))
-            })
-            .unwrap_err();
+            })?;
+            if let Some(next) = next {
+                builder.apply_layer("layer 2", &next[..])?;
+            }
+            builder.write(&tar, &manifest, None).map(drop)
+        };
+        let err = build().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "layer 1 (sha256:abc) of oci:x: cannot verify the layer: content does not match the digest"
+            "layer 1 (sha256:abc) of oci:x: cannot verify the layer: content does not match the digest",
+            "a corrupt layer that {what}"
+        );
+        assert!(
+            !tar.exists() && !manifest.exists(),
+            "a corrupt layer that {what}: output written"
         );
     }
 }

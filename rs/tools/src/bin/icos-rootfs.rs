@@ -1,10 +1,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
 use icos_common::SourceDateEpoch;
-use icos_oci::{BaseRef, Image, OpenOptions, Platform};
+use icos_oci::{BaseRef, Image, OciError, OpenOptions, Platform};
 use icos_rootfs::manifest::{BaseInput, BaseLayer};
 use icos_rootfs::{ImageSpec, RootfsBuilder};
 
@@ -93,15 +93,16 @@ fn run(args: Args) -> Result<()> {
             )?;
             for (i, layer) in image.layers().iter().enumerate() {
                 let name = format!("layer {} ({}) of {}", i + 1, layer.digest, reference);
-                let cannot_open = || format!("cannot open {name}");
                 // Uncompressed layers in local files are read in place; the rest stream.
-                match image.map_layer(i).with_context(cannot_open)? {
+                match opened(&mut builder, image.map_layer(i), &name)? {
                     Some(mapped) => {
-                        builder
-                            .apply_mapped_layer(&name, mapped.bytes().clone(), || mapped.verify())?
+                        let bytes = mapped.bytes().clone();
+                        builder.apply_mapped_layer(&name, bytes, move || mapped.verify())?
                     }
-                    None => builder
-                        .apply_layer(&name, image.open_layer(i).with_context(cannot_open)?)?,
+                    None => {
+                        let layer = opened(&mut builder, image.open_layer(i), &name)?;
+                        builder.apply_layer(&name, layer)?
+                    }
                 }
             }
             Some(BaseInput {
@@ -132,4 +133,17 @@ fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// An opened layer, or the error: an earlier layer that failed its verification (which goes on
+/// beside the build) is reported first.
+fn opened<T>(
+    builder: &mut RootfsBuilder,
+    result: Result<T, OciError>,
+    layer: &str,
+) -> anyhow::Result<T> {
+    result.or_else(|e| {
+        builder.finish_verifying()?;
+        Err(anyhow::Error::new(e).context(format!("cannot open {layer}")))
+    })
 }
