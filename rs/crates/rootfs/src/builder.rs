@@ -1,6 +1,6 @@
 //! The public entry point: layers in, spec applied, one tar and one manifest out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -20,6 +20,9 @@ use crate::spec::{Content, ImageSpec, Owner};
 use crate::tree::{Kind, Meta, Node, Tree};
 use crate::{layer, writer};
 
+/// Layer verifications that run at once beside the build (see [`RootfsBuilder::apply_mapped_layer`]).
+const VERIFYING_AT_ONCE: usize = 2;
+
 /// Builds one rootfs: apply base layers in order with [`RootfsBuilder::apply_layer`], then the
 /// image's own changes with [`RootfsBuilder::apply_spec`], then [`RootfsBuilder::write`].
 pub struct RootfsBuilder {
@@ -30,8 +33,8 @@ pub struct RootfsBuilder {
     extra_layers: Vec<FileInput>,
     unmatched_removals: Vec<String>,
     /// Layers mapped in place whose digests are still being checked, on threads of their own,
-    /// while the build goes on: nothing is committed before they all passed.
-    verifying: Vec<(String, JoinHandle<io::Result<()>>)>,
+    /// while the build goes on (oldest first): nothing is committed before they all passed.
+    verifying: VecDeque<(String, JoinHandle<io::Result<()>>)>,
 }
 
 /// What a successful build wrote: the manifest file says the rest (its entries are written as they
@@ -62,7 +65,7 @@ impl RootfsBuilder {
             files: BTreeMap::new(),
             extra_layers: Vec::new(),
             unmatched_removals: Vec::new(),
-            verifying: Vec::new(),
+            verifying: VecDeque::new(),
         })
     }
 
@@ -86,11 +89,18 @@ impl RootfsBuilder {
         bytes: MappedBytes,
         verify: impl FnOnce() -> io::Result<()> + Send + 'static,
     ) -> Result<(), RootfsError> {
+        // However many layers an image has, a few threads: the oldest verification ends first.
+        if self.verifying.len() >= VERIFYING_AT_ONCE {
+            if let Err(error) = self.join_oldest() {
+                let _ = self.finish_verifying(); // a later layer's failure comes second
+                return Err(error);
+            }
+        }
         let verifier = std::thread::Builder::new()
             .name("verify layer".into())
             .spawn(verify)
             .expect("cannot start a thread");
-        self.verifying.push((name.to_string(), verifier));
+        self.verifying.push_back((name.to_string(), verifier));
         let applied = layer::apply_mapped(&mut self.tree, name, bytes);
         self.or_verify_error(applied)
     }
@@ -99,18 +109,24 @@ impl RootfsBuilder {
     /// calls it before any error and before committing; a caller whose own step failed calls it
     /// to report a corrupt earlier layer first.
     pub fn finish_verifying(&mut self) -> Result<(), RootfsError> {
-        let mut first_error = None;
-        for (name, verifier) in self.verifying.drain(..) {
-            let verified = verifier.join().expect("the verifying thread panicked");
-            if let (Err(source), None) = (verified, &first_error) {
-                first_error = Some(RootfsError::LayerRead {
-                    layer: name,
-                    context: "cannot verify the layer".to_string(),
-                    source,
-                });
-            }
+        let mut first = Ok(());
+        while !self.verifying.is_empty() {
+            let verified = self.join_oldest();
+            first = first.and(verified);
         }
-        first_error.map_or(Ok(()), Err)
+        first
+    }
+
+    fn join_oldest(&mut self) -> Result<(), RootfsError> {
+        let Some((layer, verifier)) = self.verifying.pop_front() else {
+            return Ok(());
+        };
+        let verified = verifier.join().expect("the verifying thread panicked");
+        verified.map_err(|source| RootfsError::LayerRead {
+            layer,
+            context: "cannot verify the layer".to_string(),
+            source,
+        })
     }
 
     /// `result`, unless a layer failed its verification: that is the error then.

@@ -481,6 +481,43 @@ fn a_mapped_layer_that_fails_verification_is_refused_as_such() {
     }
 }
 
+/// However many layers are verified at once, the first corrupt layer in layer order is the error,
+/// even when a later one fails sooner, and nothing is written.
+#[test]
+fn the_first_corrupt_layer_is_the_error_whatever_finishes_first() {
+    for corrupt in [vec![2, 4], vec![5], vec![1, 2, 3, 4, 5]] {
+        let dir = tempfile::tempdir().unwrap();
+        let (tar, manifest) = (dir.path().join("rootfs.tar"), dir.path().join("m.json"));
+        let mut builder =
+            RootfsBuilder::new(dir.path(), EPOCH.to_string().parse().unwrap()).unwrap();
+        let build = || -> Result<(), RootfsError> {
+            for i in 1..=5u64 {
+                let layer = Layer::new().file(&format!("f{i}"), b"x").finish();
+                let file = tempfile::tempfile_in(dir.path()).unwrap();
+                io::Write::write_all(&mut &file, &layer).unwrap();
+                let bytes = MappedFile::new(file).unwrap().whole();
+                let fails = corrupt.contains(&i);
+                builder.apply_mapped_layer(&format!("layer {i}"), bytes, move || {
+                    // Earlier layers take longer: a later failure is known first.
+                    std::thread::sleep(std::time::Duration::from_millis(60 - 10 * i));
+                    if fails {
+                        return Err(io::Error::other(format!("digest mismatch {i}")));
+                    }
+                    Ok(())
+                })?;
+            }
+            builder.write(&tar, &manifest, None).map(drop)
+        };
+        let first = corrupt[0];
+        assert_eq!(
+            build().unwrap_err().to_string(),
+            format!("layer {first}: cannot verify the layer: digest mismatch {first}"),
+            "corrupt layers {corrupt:?}"
+        );
+        assert!(!tar.exists() && !manifest.exists(), "output written");
+    }
+}
+
 /// The tripwire for inputs written during a build: a layer file changed between its parse and the
 /// tar's writing fails the build, and no output appears.
 #[test]
