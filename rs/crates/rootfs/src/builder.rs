@@ -1,8 +1,9 @@
 //! The public entry point: layers in, spec applied, one tar and one manifest out.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
 use std::thread::JoinHandle;
 
 use flate2::read::MultiGzDecoder;
@@ -20,8 +21,34 @@ use crate::spec::{Content, ImageSpec, Owner};
 use crate::tree::{Kind, Meta, Node, Tree};
 use crate::{layer, writer};
 
-/// Layer verifications that run at once beside the build (see [`RootfsBuilder::apply_mapped_layer`]).
-const VERIFYING_AT_ONCE: usize = 2;
+/// A layer's verification: checks the mapped bytes against the layer's digest.
+type Verify = Box<dyn FnOnce() -> io::Result<()> + Send>;
+
+/// One thread, whatever the number of layers, verifying them in order until one fails.
+struct Verifier {
+    queue: Sender<(String, Verify)>,
+    thread: JoinHandle<Result<(), RootfsError>>,
+}
+
+impl Verifier {
+    fn start() -> Verifier {
+        let (queue, layers) = mpsc::channel::<(String, Verify)>();
+        let thread = std::thread::Builder::new()
+            .name("verify layers".into())
+            .spawn(move || {
+                for (layer, verify) in layers {
+                    verify().map_err(|source| RootfsError::LayerRead {
+                        layer,
+                        context: "cannot verify the layer".to_string(),
+                        source,
+                    })?;
+                }
+                Ok(())
+            })
+            .expect("cannot start a thread");
+        Verifier { queue, thread }
+    }
+}
 
 /// Builds one rootfs: apply base layers in order with [`RootfsBuilder::apply_layer`], then the
 /// image's own changes with [`RootfsBuilder::apply_spec`], then [`RootfsBuilder::write`].
@@ -32,9 +59,9 @@ pub struct RootfsBuilder {
     files: BTreeMap<String, FileInput>,
     extra_layers: Vec<FileInput>,
     unmatched_removals: Vec<String>,
-    /// Layers mapped in place whose digests are still being checked, on threads of their own,
-    /// while the build goes on (oldest first): nothing is committed before they all passed.
-    verifying: VecDeque<(String, JoinHandle<io::Result<()>>)>,
+    /// The thread that checks the digests of layers mapped in place, one after the other, while
+    /// the build goes on: nothing is committed before they all passed.
+    verifier: Option<Verifier>,
 }
 
 /// What a successful build wrote: the manifest file says the rest (its entries are written as they
@@ -65,7 +92,7 @@ impl RootfsBuilder {
             files: BTreeMap::new(),
             extra_layers: Vec::new(),
             unmatched_removals: Vec::new(),
-            verifying: VecDeque::new(),
+            verifier: None,
         })
     }
 
@@ -89,44 +116,22 @@ impl RootfsBuilder {
         bytes: MappedBytes,
         verify: impl FnOnce() -> io::Result<()> + Send + 'static,
     ) -> Result<(), RootfsError> {
-        // However many layers an image has, a few threads: the oldest verification ends first.
-        if self.verifying.len() >= VERIFYING_AT_ONCE {
-            if let Err(error) = self.join_oldest() {
-                let _ = self.finish_verifying(); // a later layer's failure comes second
-                return Err(error);
-            }
-        }
-        let verifier = std::thread::Builder::new()
-            .name("verify layer".into())
-            .spawn(verify)
-            .expect("cannot start a thread");
-        self.verifying.push_back((name.to_string(), verifier));
+        let verifier = self.verifier.get_or_insert_with(Verifier::start);
+        // A closed queue means an earlier layer failed: that error comes out of finish_verifying.
+        let _ = verifier.queue.send((name.to_string(), Box::new(verify)));
         let applied = layer::apply_mapped(&mut self.tree, name, bytes);
         self.or_verify_error(applied)
     }
 
-    /// Waits for every layer still being verified; the first failure, in layer order. The builder
+    /// Waits for the layers still being verified; the first failure, in layer order. The builder
     /// calls it before any error and before committing; a caller whose own step failed calls it
     /// to report a corrupt earlier layer first.
     pub fn finish_verifying(&mut self) -> Result<(), RootfsError> {
-        let mut first = Ok(());
-        while !self.verifying.is_empty() {
-            let verified = self.join_oldest();
-            first = first.and(verified);
-        }
-        first
-    }
-
-    fn join_oldest(&mut self) -> Result<(), RootfsError> {
-        let Some((layer, verifier)) = self.verifying.pop_front() else {
+        let Some(Verifier { queue, thread }) = self.verifier.take() else {
             return Ok(());
         };
-        let verified = verifier.join().expect("the verifying thread panicked");
-        verified.map_err(|source| RootfsError::LayerRead {
-            layer,
-            context: "cannot verify the layer".to_string(),
-            source,
-        })
+        drop(queue); // the thread ends after the last layer queued
+        thread.join().expect("the verifying thread panicked")
     }
 
     /// `result`, unless a layer failed its verification: that is the error then.
